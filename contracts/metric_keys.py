@@ -1,0 +1,74 @@
+"""Every metric key, defined once. The dashboard, exports and users rely on these names."""
+
+from __future__ import annotations
+
+TRAIN_LOSS = "train/loss"
+TRAIN_BETA = "train/beta"
+TRAIN_LR = "train/lr"
+TRAIN_GRAD_NORM = "train/grad_norm"
+TRAIN_SFT_LOSS = "train/sft_loss"
+TRAIN_EXAMPLES_PER_SECOND = "train/examples_per_second"
+
+BDPO_M0 = "train/beta_dpo/m0"
+BDPO_SIGMA = "train/beta_dpo/sigma"
+BDPO_KEPT_FRACTION = "train/beta_dpo/kept_fraction"
+BDPO_M_BAR_KEPT = "train/beta_dpo/m_bar_kept"
+BDPO_M_BAR_ALL = "train/beta_dpo/m_bar_all"
+BDPO_FILTERED_HIGH = "train/beta_dpo/filtered_high"
+BDPO_FILTERED_LOW = "train/beta_dpo/filtered_low"
+
+REWARDS_CHOSEN = "train/rewards/chosen"
+REWARDS_REJECTED = "train/rewards/rejected"
+REWARDS_MARGIN = "train/rewards/margin"
+REWARDS_ACCURACY = "train/rewards/accuracy"
+
+LOGPS_CHOSEN = "train/logps/chosen"
+LOGPS_REJECTED = "train/logps/rejected"
+LOGRATIO_CHOSEN_PER_TOKEN = "train/logratio_per_token/chosen"
+LOGRATIO_REJECTED_PER_TOKEN = "train/logratio_per_token/rejected"
+CHOSEN_BELOW_REFERENCE = "train/chosen_below_reference"
+
+GRAD_LOG_RATIO = "train/grad/log_ratio"
+GRAD_WEIGHT = "train/grad/weight"
+GRAD_NORM_RATIO = "train/grad/norm_ratio"
+
+D1_RATE = "train/3d/drastic_drop_rate"
+SLOPE_CHOSEN = "train/3d/slope_chosen"
+SLOPE_REJECTED = "train/3d/slope_rejected"
+REJECTED_SHARE = "train/3d/rejected_share"
+CHOSEN_DRAWDOWN = "train/3d/chosen_drawdown"
+PAIR_MASS = "train/3d/pair_mass"
+PAIR_MASS_PER_TOKEN = "train/3d/pair_mass_per_token"
+ALERT_D1 = "train/3d/alert/drastic_drop"
+ALERT_D2 = "train/3d/alert/degradation"
+ALERT_D3 = "train/3d/alert/dispersion"
+
+TOY_PROB_CHOSEN = "toy/prob/chosen"
+TOY_PROB_REJECTED = "toy/prob/rejected"
+TOY_MASS_UNSEEN = "toy/mass/unseen"
+TOY_MASS_OUT_OF_PAIR = "toy/mass/out_of_pair"
+TOY_ENTROPY = "toy/entropy"
+
+PROGRESS = "run/progress"
+
+EVAL_LOSS = "eval/loss"
+EVAL_ACCURACY = "eval/rewards/accuracy"
+EVAL_MARGIN = "eval/rewards/margin"
+
+PAIR_COLUMNS: tuple[str, ...] = (
+    "step",
+    "micro_batch",
+    "pair_id",
+    "policy_chosen_logp",
+    "policy_rejected_logp",
+    "reference_chosen_logp",
+    "reference_rejected_logp",
+    "chosen_tokens",
+    "rejected_tokens",
+    "discrepancy",
+    "filter_weight",
+    "kept",
+    "beta",
+    "m0",
+    "sigma",
+)
