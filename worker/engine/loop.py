@@ -1,0 +1,259 @@
+"""The training loop: ``train(config, sink, should_stop)`` → RunSummary.
+
+A step is one optimizer update over ``optim.batch_size`` pairs, split into micro-batches of
+``optim.micro_batch_size`` pairs (divided among processes). Metrics are emitted at every
+``log_every``-th step and at the last; per-pair records at each of those steps. A non-finite loss or
+gradient stops the run as failed before the update is applied, with the step's metrics emitted.
+``should_stop`` is polled at every step; a stop writes a checkpoint and returns "stopped".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from contracts import metric_keys as mk
+from contracts.config import RunConfig
+from contracts.events import MetricsSink
+from worker.alignment.diagnostics import ThreeDMonitor
+from worker.engine import distributed as dist
+from worker.engine.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from worker.engine.data import PairSampler
+from worker.engine.families import Family, build_family
+from worker.engine.objective import ObjectiveOutput, PairScores, calibrator_for, micro_batch_objective
+from worker.engine.optimizers import make_optimizer, warmup_schedule
+from worker.engine.sinks import NullSink
+from worker.engine.step_metrics import (
+    ALERT_KEYS,
+    MicroBatchOutcome,
+    StepAccumulator,
+    pair_records,
+    points_for,
+    signal_values,
+    step_scalars,
+    to_host,
+)
+
+Status = Literal["succeeded", "failed", "stopped"]
+
+
+@dataclass
+class RunSummary:
+    """How a run ended: status, completed optimizer steps, the last logged metrics, error if any."""
+
+    status: Status
+    steps: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    checkpoint: str | None = None
+    alerts: list[str] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    """Seeds python and torch (all devices)."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """One run's state: family, optimizer, schedule, calibrator, 3D monitor and data position."""
+
+    def __init__(self, config: RunConfig, sink: MetricsSink, checkpoint_dir: Path | None) -> None:
+        self.config = config
+        self.world = dist.init_world("cpu" if config.model.source == "toy" else config.device)
+        self.sink = sink if self.world.is_main else NullSink()
+        self.checkpoint_dir = checkpoint_dir
+        seed_everything(config.seed)
+        self.sink.status("loading model and data", 0.0)
+        self.family: Family = build_family(config, self.world)
+        self.optimizer = make_optimizer(config.optim, self.family.policy.parameters())
+        self.scheduler = warmup_schedule(self.optimizer, config.optim.warmup_steps)
+        self.generator = torch.Generator().manual_seed(config.seed + 1)
+        self.calibrator = calibrator_for(config, self.generator)
+        diag = config.diagnostics
+        self.monitor = ThreeDMonitor(diag.window, diag.kappa, diag.consecutive, diag.slope_eps, diag.drawdown)
+        self.sampler = PairSampler(self.family.train_items, seed=config.seed, shuffle=config.data.shuffle)
+        self.step = 0
+        self.micro_global = config.optim.micro_batch_size
+        if self.micro_global % self.world.size:
+            raise ValueError("optim.micro_batch_size must be divisible by the number of processes")
+        if has_checkpoint(checkpoint_dir):
+            self._restore()
+        else:
+            self.sink.texts(self.family.texts())
+
+    # ------------------------------------------------------------------------------ checkpoints
+    def _state(self) -> dict:
+        return {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "calibrator": self.calibrator.state_dict() if self.calibrator else {},
+            "monitor": self.monitor.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+
+    def save(self) -> str | None:
+        """Writes a checkpoint (main rank only) and returns its folder."""
+        if self.checkpoint_dir is None:
+            return None
+        if self.world.is_main:
+            save_checkpoint(self.checkpoint_dir, self.family.policy, self._state())
+        return str(self.checkpoint_dir)
+
+    def _restore(self) -> None:
+        assert self.checkpoint_dir is not None
+        state = load_checkpoint(self.checkpoint_dir, self.family.policy)
+        self.step = int(state["step"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.calibrator is not None:
+            self.calibrator.load_state_dict(state["calibrator"])
+        self.monitor.load_state_dict(state["monitor"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.generator.set_state(state["generator"])
+        self.sink.status(f"resumed from step {self.step}", self.step / self.config.optim.max_steps)
+
+    # ------------------------------------------------------------------------------- one step
+    def _micro_batch(self) -> tuple[ObjectiveOutput, MicroBatchOutcome]:
+        items = self.sampler.next_micro_batch(self.micro_global)
+        shard = self.world.shard(self.micro_global)
+        batch = self.family.collate(items[shard])
+        policy = self.family.policy_scores(batch)
+        reference = self.family.reference_scores(batch)
+        output = micro_batch_objective(
+            self.config,
+            policy,
+            reference,
+            self.calibrator,
+            lambda t: dist.gather_cat(t, self.world),
+            shard,
+            self.world.size,
+        )
+        outcome = MicroBatchOutcome([p.pair_id for p in items], output, policy, reference)
+        return output, self._gathered(outcome)
+
+    def _gathered(self, outcome: MicroBatchOutcome) -> MicroBatchOutcome:
+        """The outcome with every per-pair tensor concatenated over ranks."""
+        if self.world.size == 1:
+            return outcome
+
+        def cat(value: object) -> object:
+            return dist.gather_cat(value.detach(), self.world) if isinstance(value, Tensor) else value
+
+        out = outcome.output
+        diagnostics = dataclasses.replace(
+            out.diagnostics,
+            **{f.name: cat(getattr(out.diagnostics, f.name)) for f in dataclasses.fields(out.diagnostics)},
+        )
+        output = dataclasses.replace(
+            out, keep=cat(out.keep), beta=cat(out.beta), weight=cat(out.weight),
+            discrepancy=cat(out.discrepancy), diagnostics=diagnostics,
+        )  # fmt: skip
+        scores = [
+            PairScores(*(cat(getattr(s, f.name)) for f in dataclasses.fields(s)))
+            for s in (outcome.policy, outcome.reference)
+        ]
+        return MicroBatchOutcome(outcome.pair_ids, output, scores[0], scores[1])
+
+    def run_step(self) -> tuple[StepAccumulator, Tensor, Tensor]:
+        """Forward/backward over the step's micro-batches; returns (outcomes, mean loss, grad norm).
+
+        The update is NOT applied yet (see ``apply``)."""
+        accumulation = self.config.optim.batch_size // self.micro_global
+        acc = StepAccumulator()
+        total = torch.zeros((), device=self.world.device)
+        for _ in range(accumulation):
+            output, outcome = self._micro_batch()
+            (output.loss / accumulation).backward()
+            total = total + output.loss.detach() / accumulation
+            acc.add(outcome)
+        dist.average_gradients(self.family.policy, self.world)
+        loss = dist.gather_cat(total.reshape(1), self.world).mean()
+        max_norm = self.config.optim.max_grad_norm or float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.family.policy.parameters(), max_norm)
+        return acc, loss, grad_norm
+
+    def apply(self) -> None:
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+
+    # ------------------------------------------------------------------------------ emission
+    def emit(
+        self, step: int, acc: StepAccumulator, loss: Tensor, grad_norm: Tensor, seconds: float
+    ) -> dict[str, float]:
+        """Emits the step's metric points (and pair records) and returns the scalars."""
+        values = to_host(step_scalars(acc, loss, grad_norm))
+        values[mk.TRAIN_LR] = self.scheduler.get_last_lr()[0]
+        values[mk.TRAIN_EXAMPLES_PER_SECOND] = self.config.optim.batch_size / max(seconds, 1e-9)
+        values.update(self.family.extra_metrics())
+        signals = self.monitor.update(
+            step,
+            values[mk.LOGRATIO_CHOSEN_PER_TOKEN],
+            values[mk.LOGRATIO_REJECTED_PER_TOKEN],
+            values[mk.PAIR_MASS],
+        )
+        values.update(signal_values(signals))
+        for alert in signals.alerts:
+            values[ALERT_KEYS[alert.name]] = 1.0
+            self.sink.status(f"alert {alert.name} at step {alert.step}: {alert.message}", None)
+        values[mk.PROGRESS] = step / self.config.optim.max_steps
+        self.sink.points(points_for(step, values))
+        if self.config.diagnostics.pair_records:
+            self.sink.pairs(pair_records(step, acc))
+        return values
+
+
+def train(
+    config: RunConfig,
+    sink: MetricsSink,
+    should_stop: Callable[[], bool] = lambda: False,
+    checkpoint_dir: Path | None = None,
+) -> RunSummary:
+    """Trains ``config`` to ``optim.max_steps``, resuming from ``checkpoint_dir`` when it holds one."""
+    trainer = Trainer(config, sink, checkpoint_dir)
+    max_steps = config.optim.max_steps
+    values: dict[str, float] = {}
+    try:
+        while trainer.step < max_steps:
+            started = time.perf_counter()
+            acc, loss, grad_norm = trainer.run_step()
+            step = trainer.step + 1
+            finite = bool(torch.isfinite(loss) & torch.isfinite(grad_norm))
+            if not finite or step % config.log_every == 0 or step == max_steps:
+                values = trainer.emit(step, acc, loss, grad_norm, time.perf_counter() - started)
+            if not finite:
+                message = (
+                    f"non-finite loss or gradient at step {step} (loss={float(loss)}); update not applied"
+                )
+                trainer.sink.status(f"failed: {message}", step / max_steps)
+                return RunSummary("failed", trainer.step, values, message, alerts=_alerts(trainer))
+            trainer.apply()
+            trainer.sink.status(f"step {step}/{max_steps}", step / max_steps)
+            every = config.checkpoint_every
+            if every and step % every == 0:
+                trainer.save()
+            if dist.any_rank(should_stop(), trainer.world) and trainer.step < max_steps:
+                path = trainer.save()
+                trainer.sink.status(f"stopped at step {trainer.step}", trainer.step / max_steps)
+                return RunSummary("stopped", trainer.step, values, None, path, _alerts(trainer))
+        path = trainer.save()
+        trainer.sink.status("finished", 1.0)
+        return RunSummary("succeeded", trainer.step, values, None, path, _alerts(trainer))
+    finally:
+        dist.shutdown(trainer.world)
+
+
+def _alerts(trainer: Trainer) -> list[str]:
+    return [f"{a.name}@{a.step}" for a in trainer.monitor.fired]

@@ -1,0 +1,152 @@
+"""One micro-batch's objective: the configured loss, the β-DPO calibrator, the SFT term and the per-pair
+diagnostics, from the four sequence log-probs. No forward passes here (see scoring.py).
+
+Normalisation: the loss of a micro-batch is Σ_kept ℓ_i / n_kept_global · world_size, so that after the
+gradient all-reduce (an average over ranks) and the division by the number of accumulation
+micro-batches, the gradient equals the single-process masked mean exactly (SCIENCE.md §E, the
+"exact global masked mean" alternative to the authors' local normalisation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from contracts.config import RunConfig
+from worker.alignment.beta_dpo import BetaCalibrator, Calibration, CalibratorSettings
+from worker.alignment.diagnostics import PairDiagnostics, pair_diagnostics
+from worker.alignment.losses import preference_loss, sft_sequence_term, sft_token_term
+
+
+@dataclass(frozen=True)
+class PairScores:
+    """Summed response log-probs (B,) in nats and response token counts (B,) for one micro-batch."""
+
+    chosen: Tensor
+    rejected: Tensor
+    chosen_tokens: Tensor
+    rejected_tokens: Tensor
+
+
+@dataclass(frozen=True)
+class ObjectiveOutput:
+    """loss: 0-dim, ready for backward (already scaled for accumulation and ranks).
+    beta: (B,) the β applied to each local pair; keep: (B,) bool local mask; weight/discrepancy: (B,).
+    calibration: the global calibration (None without β-DPO); sft: the SFT term's value (0-dim)."""
+
+    loss: Tensor
+    preference: Tensor
+    sft: Tensor
+    beta: Tensor
+    keep: Tensor
+    weight: Tensor
+    discrepancy: Tensor
+    calibration: Calibration | None
+    diagnostics: PairDiagnostics
+
+
+Gather = Callable[[Tensor], Tensor]
+
+
+def calibrator_for(config: RunConfig, generator: torch.Generator) -> BetaCalibrator | None:
+    """The β-DPO calibrator of ``config`` (None when β-DPO is off)."""
+    bd = config.beta_dpo
+    if not bd.enabled:
+        return None
+    settings = CalibratorSettings(
+        beta0=config.beta0,
+        alpha=bd.alpha,
+        keep_ratio=bd.keep_ratio,
+        momentum=bd.momentum,
+        beta_min=bd.beta_min,
+        sigma_floor=bd.sigma_floor,
+        dynamic_beta=bd.dynamic_beta and config.loss.kind != "flex",
+        filtering=bd.filtering,
+        level=bd.level,
+        paper_units=bd.discrepancy_units == "paper",
+        init_from_first_batch=bd.init_from_first_batch,
+    )
+    return BetaCalibrator(settings, generator)
+
+
+def _loss_params(config: RunConfig) -> dict[str, float]:
+    loss = config.loss
+    if loss.kind in ("dpo", "robust"):
+        return {"label_smoothing": loss.label_smoothing}
+    if loss.kind == "flex":
+        return {"beta_rejected": loss.beta_rejected}
+    return {}
+
+
+def micro_batch_objective(
+    config: RunConfig,
+    policy: PairScores,
+    reference: PairScores,
+    calibrator: BetaCalibrator | None,
+    gather: Gather,
+    rank_slice: slice,
+    world_size: int,
+    train: bool = True,
+) -> ObjectiveOutput:
+    """Loss and diagnostics of one local micro-batch of B pairs.
+
+    gather: concatenates a (B,) tensor over ranks into the global (N,) micro-batch (identity on one
+    process); rank_slice: this rank's positions inside the global micro-batch.
+    """
+    chosen_ratio = policy.chosen - reference.chosen
+    rejected_ratio = policy.rejected - reference.rejected
+    if config.loss.kind == "ipo" and config.loss.normalize_length:
+        chosen_ratio = chosen_ratio / policy.chosen_tokens
+        rejected_ratio = rejected_ratio / policy.rejected_tokens
+    size = chosen_ratio.shape[0]
+    beta0 = config.beta0
+    calibration = None
+    beta = torch.full((size,), beta0, dtype=chosen_ratio.dtype, device=chosen_ratio.device)
+    keep = torch.ones(size, dtype=torch.bool, device=chosen_ratio.device)
+    weight = torch.ones_like(beta)
+    discrepancy = (chosen_ratio - rejected_ratio).detach()
+    n_keep_global = float(size * world_size)
+    if calibrator is not None:
+        calibration = calibrator.calibrate(gather(discrepancy), train=train)
+        global_beta = calibration.beta.to(beta.dtype)
+        beta = global_beta[rank_slice] if global_beta.dim() else beta.new_full((size,), float(global_beta))
+        keep = calibration.keep[rank_slice]
+        weight = calibration.weight[rank_slice].to(beta.dtype)
+        discrepancy = calibration.discrepancy[rank_slice]
+        n_keep_global = float(calibration.keep.sum())
+    per_pair = preference_loss(config.loss.kind, chosen_ratio, rejected_ratio, beta, **_loss_params(config))
+    preference = (per_pair * keep).sum() / max(n_keep_global, 1.0) * world_size
+    sft = _sft_term(config, policy, chosen_ratio.new_zeros(()))
+    diagnostics = pair_diagnostics(
+        policy.chosen.detach(),
+        policy.rejected.detach(),
+        reference.chosen,
+        reference.rejected,
+        policy.chosen_tokens,
+        policy.rejected_tokens,
+        beta0,
+    )
+    return ObjectiveOutput(
+        loss=preference + sft,
+        preference=preference.detach(),
+        sft=sft.detach(),
+        beta=beta.detach(),
+        keep=keep,
+        weight=weight,
+        discrepancy=discrepancy,
+        calibration=calibration,
+        diagnostics=diagnostics,
+    )
+
+
+def _sft_term(config: RunConfig, policy: PairScores, zero: Tensor) -> Tensor:
+    """The configured SFT term over this rank's pairs (mean of per-pair terms, or TRL's token mean)."""
+    sft = config.sft
+    if sft.weight == 0.0:
+        return zero
+    if sft.form == "sequence":
+        return sft_sequence_term(policy.chosen, sft.weight).mean()
+    return sft_token_term(policy.chosen, policy.chosen_tokens, sft.weight)

@@ -1,0 +1,117 @@
+"""MetricsSink implementations that need no database: ListSink (tests), ConsoleSink (a terminal
+progress bar), TeeSink (several at once) and NullSink (non-main ranks)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import ClassVar
+
+from tqdm import tqdm
+
+from contracts import metric_keys as mk
+from contracts.events import MetricPoint, PairRecord, PairText
+
+
+class ListSink:
+    """Keeps everything in memory: ``points``, ``pair_records``, ``pair_texts`` and ``messages``."""
+
+    def __init__(self) -> None:
+        self.point_list: list[MetricPoint] = []
+        self.pair_records: list[PairRecord] = []
+        self.pair_texts: list[PairText] = []
+        self.messages: list[tuple[str, float | None]] = []
+
+    def points(self, points: Sequence[MetricPoint]) -> None:
+        self.point_list.extend(points)
+
+    def pairs(self, records: Sequence[PairRecord]) -> None:
+        self.pair_records.extend(records)
+
+    def texts(self, texts: Sequence[PairText]) -> None:
+        self.pair_texts.extend(texts)
+
+    def status(self, message: str, progress: float | None = None) -> None:
+        self.messages.append((message, progress))
+
+    def series(self, key: str) -> list[tuple[int, float]]:
+        """(step, value) of one key in emission order."""
+        return [(p.step, p.value) for p in self.point_list if p.key == key]
+
+    def keys_at(self, step: int) -> set[str]:
+        """The metric keys emitted at ``step``."""
+        return {p.key for p in self.point_list if p.step == step}
+
+
+class NullSink:
+    """Discards everything (the sink of non-main ranks)."""
+
+    def points(self, points: Sequence[MetricPoint]) -> None:
+        return None
+
+    def pairs(self, records: Sequence[PairRecord]) -> None:
+        return None
+
+    def texts(self, texts: Sequence[PairText]) -> None:
+        return None
+
+    def status(self, message: str, progress: float | None = None) -> None:
+        return None
+
+
+class ConsoleSink:
+    """A tqdm bar over optimizer steps showing loss, β and reward accuracy (ETA from tqdm)."""
+
+    SHOWN: ClassVar[dict[str, str]] = {mk.TRAIN_LOSS: "loss", mk.TRAIN_BETA: "β", mk.REWARDS_ACCURACY: "acc"}
+
+    def __init__(self, total_steps: int, description: str = "train") -> None:
+        self._bar = tqdm(total=total_steps, desc=description, unit="step", dynamic_ncols=True)
+        self._shown: dict[str, str] = {}
+
+    def points(self, points: Sequence[MetricPoint]) -> None:
+        step = self._bar.n
+        for point in points:
+            step = max(step, point.step)
+            label = self.SHOWN.get(point.key)
+            if label is not None:
+                self._shown[label] = "nan" if not math.isfinite(point.value) else f"{point.value:.4g}"
+        if step > self._bar.n:
+            self._bar.update(step - self._bar.n)
+        if self._shown:
+            self._bar.set_postfix(self._shown, refresh=False)
+
+    def pairs(self, records: Sequence[PairRecord]) -> None:
+        return None
+
+    def texts(self, texts: Sequence[PairText]) -> None:
+        return None
+
+    def status(self, message: str, progress: float | None = None) -> None:
+        if progress is None or "alert" in message or "stopped" in message or "failed" in message:
+            self._bar.write(message)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+class TeeSink:
+    """Forwards every call to each of ``sinks`` in order."""
+
+    def __init__(self, *sinks: object) -> None:
+        self._sinks = sinks
+
+    def points(self, points: Sequence[MetricPoint]) -> None:
+        for sink in self._sinks:
+            sink.points(points)  # type: ignore[attr-defined]
+
+    def pairs(self, records: Sequence[PairRecord]) -> None:
+        for sink in self._sinks:
+            sink.pairs(records)  # type: ignore[attr-defined]
+
+    def texts(self, texts: Sequence[PairText]) -> None:
+        for sink in self._sinks:
+            sink.texts(texts)  # type: ignore[attr-defined]
+
+    def status(self, message: str, progress: float | None = None) -> None:
+        for sink in self._sinks:
+            sink.status(message, progress)  # type: ignore[attr-defined]
