@@ -1,0 +1,118 @@
+"""Exports: row iterators over stored metrics and pair records, and a CSV/Parquet writer.
+
+The iterators stream from the database (the connection must stay open while they are consumed) and
+yield NaN, not None, for NaN values.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import Select, select
+from sqlalchemy.engine import Connection
+
+from backend.storage.bulk import null_to_nan
+from backend.storage.tables import metric_points, pair_records
+from contracts.metric_keys import PAIR_COLUMNS
+
+METRIC_COLUMNS: tuple[str, ...] = ("run_id", "key", "step", "value", "wall_time")
+ExportRow = tuple[object, ...]
+
+_BATCH = 65_536
+_STRING = ("run_id", "key", "pair_id")
+_INT = ("step", "micro_batch", "chosen_tokens", "rejected_tokens")
+_BOOL = ("kept",)
+_FLOAT_COLUMNS = frozenset(METRIC_COLUMNS + PAIR_COLUMNS) - set(_STRING + _INT + _BOOL)
+
+
+def metric_rows(
+    conn: Connection, run_ids: str | Iterable[str], keys: Iterable[str] | None = None
+) -> Iterator[ExportRow]:
+    """(run_id, key, step, value, wall_time) of one run or several, ordered by run, key, step."""
+    mp = metric_points.c
+    wanted = [run_ids] if isinstance(run_ids, str) else list(run_ids)
+    stmt = select(*(mp[name] for name in METRIC_COLUMNS)).where(mp.run_id.in_(wanted))
+    if keys is not None:
+        stmt = stmt.where(mp.key.in_(list(keys)))
+    yield from _stream(conn, stmt.order_by(mp.run_id, mp.key, mp.step))
+
+
+def pair_rows(conn: Connection, run_id: str, step: int | None = None) -> Iterator[ExportRow]:
+    """A run's pair records in PAIR_COLUMNS order, ordered by step, micro-batch, pair_id."""
+    pr = pair_records.c
+    stmt = select(*(pr[name] for name in PAIR_COLUMNS)).where(pr.run_id == run_id)
+    if step is not None:
+        stmt = stmt.where(pr.step == step)
+    yield from _stream(conn, stmt.order_by(pr.step, pr.micro_batch, pr.pair_id))
+
+
+def _stream(conn: Connection, stmt: Select) -> Iterator[ExportRow]:
+    result = conn.execution_options(stream_results=True, yield_per=_BATCH).execute(stmt)
+    names = list(result.keys())
+    floats = [i for i, name in enumerate(names) if name in _FLOAT_COLUMNS]
+    kept = names.index("kept") if "kept" in names else None
+    for row in result:
+        values = list(row)
+        for i in floats:
+            values[i] = null_to_nan(values[i])
+        if kept is not None:
+            values[kept] = bool(values[kept])
+        yield tuple(values)
+
+
+def write_export(rows: Iterable[ExportRow], columns: Sequence[str], path: str | os.PathLike[str]) -> int:
+    """Write ``rows`` to ``path`` as CSV (``.csv``) or Parquet (``.parquet``), atomically (a partial
+    file never appears under the final name). Returns the number of rows written."""
+    target = Path(path)
+    writers = {".csv": _write_csv, ".parquet": _write_parquet}
+    if target.suffix not in writers:
+        raise ValueError(f"unsupported export format {target.suffix!r}: use .csv or .parquet")
+    partial = target.with_name(target.name + ".partial")
+    try:
+        count = writers[target.suffix](rows, columns, partial)
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return count
+
+
+def _write_csv(rows: Iterable[ExportRow], columns: Sequence[str], path: Path) -> int:
+    count = 0
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(row)
+            count += 1
+    return count
+
+
+def _arrow_type(column: str) -> pa.DataType:
+    if column in _STRING:
+        return pa.string()
+    if column in _INT:
+        return pa.int64()
+    if column in _BOOL:
+        return pa.bool_()
+    if column in _FLOAT_COLUMNS:
+        return pa.float64()
+    raise ValueError(f"no Parquet type for column {column!r}")
+
+
+def _write_parquet(rows: Iterable[ExportRow], columns: Sequence[str], path: Path) -> int:
+    schema = pa.schema([(name, _arrow_type(name)) for name in columns])
+    count = 0
+    iterator = iter(rows)
+    with pq.ParquetWriter(path, schema) as writer:
+        while batch := list(islice(iterator, _BATCH)):
+            columns_of_batch = zip(*batch, strict=True)
+            arrays = [pa.array(v, type=f.type) for v, f in zip(columns_of_batch, schema, strict=True)]
+            writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+            count += len(batch)
+    return count

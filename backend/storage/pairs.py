@@ -1,0 +1,171 @@
+"""Per-pair records (one row per training step, micro-batch and pair) and pair texts.
+
+z-score of a record: z = (M_i − M0) / max(σ, 1e-3), the pair's discrepancy in units of the
+calibrator's running spread at that step. NaN floats are stored as NULL and come back as NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Literal
+
+from sqlalchemy import ColumnElement, RowMapping, Select, and_, case, func, literal, not_, select
+from sqlalchemy.engine import Connection
+
+from backend.storage.bulk import allocate_seq, insert_rows, nan_to_null, null_to_nan
+from backend.storage.fencing import check_attempt
+from backend.storage.tables import pair_records, pairs
+from contracts.events import PairRecord, PairText
+from contracts.metric_keys import PAIR_COLUMNS
+
+SIGMA_FLOOR = 1e-3
+PairOrder = Literal["discrepancy", "z", "step"]
+_FLOATS = frozenset(f.name for f in fields(PairRecord) if f.type == "float")
+_RECORD_COLUMNS = ("seq", "run_id", "attempt", *PAIR_COLUMNS)
+
+
+@dataclass(frozen=True, slots=True)
+class PairRow:
+    """A stored pair record with its z-score and, when asked for, the pair's texts."""
+
+    seq: int
+    attempt: int
+    record: PairRecord
+    z: float
+    prompt: str | None = None
+    chosen: str | None = None
+    rejected: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PairSummary:
+    """One pair over a whole run: how often it was seen and filtered out, when, and its mean M_i."""
+
+    pair_id: str
+    times_seen: int
+    times_filtered: int
+    first_step: int
+    last_step: int
+    mean_discrepancy: float
+    prompt: str | None = None
+    chosen: str | None = None
+    rejected: str | None = None
+
+
+def insert_pair_records(conn: Connection, run_id: str, attempt: int, records: Sequence[PairRecord]) -> int:
+    """Insert ``records`` in one batch, skipping (step, micro_batch, pair_id) already stored. Raises
+    ``StaleAttempt`` (writing nothing) unless the run is at ``attempt``. Returns rows inserted."""
+    check_attempt(conn, run_id, attempt)
+    if not records:
+        return 0
+    first = allocate_seq(conn, pair_records.name, len(records))
+    rows = [(seq, run_id, attempt, *_stored(r)) for seq, r in enumerate(records, start=first)]
+    return insert_rows(conn, pair_records, _RECORD_COLUMNS, rows)
+
+
+def _stored(record: PairRecord) -> tuple[object, ...]:
+    """The record's values in PAIR_COLUMNS order, NaN → None."""
+    return tuple(
+        nan_to_null(getattr(record, name)) if name in _FLOATS else getattr(record, name)
+        for name in PAIR_COLUMNS
+    )
+
+
+def insert_pair_texts(conn: Connection, run_id: str, texts: Sequence[PairText]) -> int:
+    """Insert pair texts, skipping pair_ids the run already has. Returns rows inserted."""
+    rows = [(run_id, t.pair_id, t.prompt, t.chosen, t.rejected) for t in texts]
+    return insert_rows(conn, pairs, ("run_id", "pair_id", "prompt", "chosen", "rejected"), rows)
+
+
+def _z() -> ColumnElement[float]:
+    """z = (M_i − M0) / max(σ, floor) as SQL; NULL (NaN) when any input is."""
+    pr = pair_records.c
+    sigma = case((pr.sigma < SIGMA_FLOOR, literal(SIGMA_FLOOR)), else_=pr.sigma)
+    return ((pr.discrepancy - pr.m0) / sigma).label("z")
+
+
+def _with_text(stmt: Select, run_id: str, pair_id: object) -> Select:
+    return stmt.add_columns(pairs.c.prompt, pairs.c.chosen, pairs.c.rejected).outerjoin(
+        pairs, and_(pairs.c.run_id == run_id, pairs.c.pair_id == pair_id)
+    )
+
+
+def query_pairs(
+    conn: Connection,
+    run_id: str,
+    step: int | None = None,
+    kept: bool | None = None,
+    order: PairOrder = "discrepancy",
+    descending: bool = True,
+    limit: int = 100,
+    offset: int = 0,
+    with_text: bool = True,
+) -> list[PairRow]:
+    """Pair records of a run, optionally of one step and/or kept/filtered only, ordered by
+    discrepancy M_i, z-score or step (NaN last either way; ties in insertion order)."""
+    pr = pair_records.c
+    z = _z()
+    stmt = select(pair_records, z).where(pr.run_id == run_id)
+    if step is not None:
+        stmt = stmt.where(pr.step == step)
+    if kept is not None:
+        stmt = stmt.where(pr.kept == kept)
+    key = {"discrepancy": pr.discrepancy, "z": z, "step": pr.step}[order]
+    direction = key.desc() if descending else key.asc()
+    stmt = stmt.order_by(direction.nulls_last(), pr.seq).limit(limit).offset(offset)
+    if with_text:
+        stmt = _with_text(stmt, run_id, pr.pair_id)
+    return [_pair_row(row._mapping, with_text) for row in conn.execute(stmt)]
+
+
+def _pair_row(m: RowMapping, with_text: bool) -> PairRow:
+    values = {name: m[name] for name in PAIR_COLUMNS}
+    values.update({name: null_to_nan(values[name]) for name in _FLOATS})
+    values["kept"] = bool(values["kept"])
+    texts = (m["prompt"], m["chosen"], m["rejected"]) if with_text else (None, None, None)
+    return PairRow(m["seq"], m["attempt"], PairRecord(**values), null_to_nan(m["z"]), *texts)
+
+
+def pair_summary(
+    conn: Connection,
+    run_id: str,
+    kept: bool | None = False,
+    limit: int = 100,
+    offset: int = 0,
+    with_text: bool = True,
+) -> list[PairSummary]:
+    """Per pair_id over a run, for the outlier inspector. kept=False: pairs filtered out at least
+    once; True: pairs never filtered out; None: all. Most often filtered first, then by mean M_i."""
+    pr = pair_records.c
+    filtered = func.sum(case((not_(pr.kept), 1), else_=0)).label("times_filtered")
+    mean = func.avg(pr.discrepancy).label("mean_discrepancy")
+    stmt = select(
+        pr.pair_id,
+        func.count().label("times_seen"),
+        filtered,
+        func.min(pr.step).label("first_step"),
+        func.max(pr.step).label("last_step"),
+        mean,
+    ).where(pr.run_id == run_id)
+    stmt = stmt.group_by(pr.pair_id)
+    if kept is not None:
+        stmt = stmt.having(filtered == 0 if kept else filtered > 0)
+    stmt = stmt.order_by(filtered.desc(), mean.desc().nulls_last(), pr.pair_id).limit(limit).offset(offset)
+    if with_text:
+        grouped = stmt.subquery()
+        stmt = _with_text(select(grouped), run_id, grouped.c.pair_id).order_by(
+            grouped.c.times_filtered.desc(), grouped.c.mean_discrepancy.desc().nulls_last(), grouped.c.pair_id
+        )
+    return [
+        PairSummary(
+            row.pair_id,
+            row.times_seen,
+            row.times_filtered,
+            row.first_step,
+            row.last_step,
+            null_to_nan(row.mean_discrepancy),
+            *((row.prompt, row.chosen, row.rejected) if with_text else ()),
+        )
+        for row in conn.execute(stmt)
+    ]

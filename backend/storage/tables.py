@@ -1,0 +1,169 @@
+"""SQLAlchemy Core tables (DESIGN §3). The Alembic migrations build exactly this schema.
+
+Conventions:
+- times are UTC unix seconds (float) everywhere, like ``MetricPoint.wall_time``;
+- a float column holds NULL for NaN (SQLite cannot store NaN, so both backends use NULL; ±inf are
+  stored as they are); the storage functions translate NaN ↔ NULL at their edges;
+- ``seq`` on metric_points and pair_records is the live-stream cursor: allocated in blocks from
+  ``stream_counters`` inside the inserting transaction (see ``bulk.allocate_seq``), so it is strictly
+  increasing in commit order and never reused, on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+)
+
+RUN_STATUSES = ("queued", "running", "succeeded", "failed", "stopped")
+FINAL_STATUSES = ("succeeded", "failed", "stopped")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Seq = BigInteger().with_variant(Integer(), "sqlite")  # INTEGER PRIMARY KEY is SQLite's rowid
+
+
+def ident(length: int) -> String:
+    """Identifier text (run ids, metric keys, pair ids): byte-order "C" collation on PostgreSQL,
+    which makes the hot unique indexes cheaper to maintain than a locale collation."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
+def _run_fk() -> ForeignKey:
+    return ForeignKey("runs.id", ondelete="CASCADE")
+
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", ident(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("config", Text, nullable=False),
+    Column("preset", String(200)),
+    Column("group_name", String(200)),
+    Column("attempt", Integer, nullable=False),
+    Column("error", Text),
+    Column("stop_requested", Boolean, nullable=False, server_default=false()),
+    Column("progress", Double, nullable=False, server_default="0"),
+    Column("message", Text),
+    Column("step", Integer),
+    Column("total_steps", Integer),
+    Column("created_at", Double, nullable=False),
+    Column("started_at", Double),
+    Column("finished_at", Double),
+    Column("heartbeat_at", Double),
+    Column("parent_id", ident(32), ForeignKey("runs.id", ondelete="SET NULL")),
+    Column("checkpoint_path", Text),
+    Column("environment", Text),
+    CheckConstraint(f"status IN ({', '.join(repr(s) for s in RUN_STATUSES)})", name="status"),
+    Index(None, "status"),
+    Index(None, "created_at"),
+)
+
+metric_points = Table(
+    "metric_points",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=False),
+    Column("run_id", ident(32), _run_fk(), nullable=False),
+    Column("key", ident(200), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("value", Double),
+    Column("wall_time", Double, nullable=False),
+    UniqueConstraint("run_id", "key", "step"),
+)
+
+pair_records = Table(
+    "pair_records",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=False),
+    Column("run_id", ident(32), _run_fk(), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("micro_batch", Integer, nullable=False),
+    Column("pair_id", ident(128), nullable=False),
+    Column("policy_chosen_logp", Double),
+    Column("policy_rejected_logp", Double),
+    Column("reference_chosen_logp", Double),
+    Column("reference_rejected_logp", Double),
+    Column("chosen_tokens", Integer, nullable=False),
+    Column("rejected_tokens", Integer, nullable=False),
+    Column("discrepancy", Double),
+    Column("filter_weight", Double),
+    Column("kept", Boolean, nullable=False),
+    Column("beta", Double),
+    Column("m0", Double),
+    Column("sigma", Double),
+    UniqueConstraint("run_id", "step", "micro_batch", "pair_id"),
+)
+
+pairs = Table(
+    "pairs",
+    metadata,
+    Column("run_id", ident(32), _run_fk(), primary_key=True),
+    Column("pair_id", ident(128), primary_key=True),
+    Column("prompt", Text, nullable=False),
+    Column("chosen", Text, nullable=False),
+    Column("rejected", Text, nullable=False),
+)
+
+evaluations = Table(
+    "evaluations",
+    metadata,
+    Column("run_id", ident(32), _run_fk(), primary_key=True),
+    Column("step", Integer, primary_key=True),
+    Column("temperature", Double, primary_key=True),
+    Column("judge", String(200), primary_key=True),
+    Column("opponent", String(200), primary_key=True),
+    Column("wins", Integer, nullable=False),
+    Column("ties", Integer, nullable=False),
+    Column("losses", Integer, nullable=False),
+    Column("win_rate", Double),
+    Column("ci_low", Double),
+    Column("ci_high", Double),
+)
+
+judgments = Table(
+    "judgments",
+    metadata,
+    Column("run_id", ident(32), _run_fk(), primary_key=True),
+    Column("step", Integer, primary_key=True),
+    Column("temperature", Double, primary_key=True),
+    Column("judge", String(200), primary_key=True),
+    Column("opponent", String(200), primary_key=True),
+    Column("item", Integer, primary_key=True),
+    Column("prompt", Text, nullable=False),
+    Column("response", Text, nullable=False),
+    Column("opponent_response", Text, nullable=False),
+    Column("verdict", String(8), nullable=False),
+    Column("judge_output", Text, nullable=False),
+    CheckConstraint("verdict IN ('win', 'tie', 'loss')", name="verdict"),
+)
+
+stream_counters = Table(
+    "stream_counters",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)

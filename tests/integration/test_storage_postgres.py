@@ -1,0 +1,172 @@
+"""backend.storage and DbSink on a real PostgreSQL server, each test in a fresh schema.
+
+Server: postgresql+psycopg://postgres@127.0.0.1:5432/test (skipped when unreachable).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import uuid
+from urllib.parse import quote
+
+import psycopg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import func, inspect, select, text
+from sqlalchemy.exc import OperationalError
+
+from backend.storage import evaluations, exports, metrics, pairs, runs
+from backend.storage.db import init_db, make_engine
+from backend.storage.fencing import StaleAttempt
+from backend.storage.tables import metadata, metric_points
+from contracts.events import EvalRecord, MetricPoint, PairRecord, PairText
+from worker.db_sink import DbSink
+
+pytestmark = pytest.mark.postgres
+SERVER = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _url(schema: str, *options: str) -> str:
+    settings = " ".join([f"-csearch_path={schema}", *options])
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options={quote(settings)}"
+
+
+@pytest.fixture
+def schema():
+    try:
+        admin = psycopg.connect(SERVER, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+    name = f"as_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f"CREATE SCHEMA {name}")
+    try:
+        yield name
+    finally:
+        admin.execute(f"DROP SCHEMA {name} CASCADE")
+        admin.close()
+
+
+@pytest.fixture
+def engine(schema):
+    engine = init_db(_url(schema))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def run_id(engine):
+    with engine.begin() as conn:
+        run_id = runs.create_run(conn, "{}", "run", None, None)
+        assert runs.claim_run(conn, run_id, 1)
+        assert not runs.claim_run(conn, run_id, 1)
+    return run_id
+
+
+def _count(engine, table=metric_points) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def test_migrations_build_the_tables_once(schema):
+    threads = [threading.Thread(target=lambda: init_db(_url(schema)).dispose()) for _ in range(2)]
+    for thread in threads:  # concurrent upgrades serialize on the advisory lock
+        thread.start()
+    for thread in threads:
+        thread.join()
+    engine = init_db(_url(schema))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        collation = conn.execute(
+            text(
+                "SELECT collation_name FROM information_schema.columns "
+                "WHERE table_schema = :s AND table_name = 'metric_points' AND column_name = 'key'"
+            ),
+            {"s": schema},
+        ).scalar()
+    assert collation == "C"
+    assert set(inspect(engine).get_table_names(schema=schema)) == {*metadata.tables, "alembic_version"}
+    engine.dispose()
+
+
+def test_points_are_idempotent_fenced_and_keep_nan(engine, run_id):
+    values = [5, 1, 9, 3, math.nan, math.inf, 8, 4, 6, 0, 10, 11]
+    points = [MetricPoint("train/loss", step, float(v), 10.0 + step) for step, v in enumerate(values)]
+    with engine.begin() as conn:
+        assert metrics.insert_points(conn, run_id, 1, points) == 12
+        assert metrics.insert_points(conn, run_id, 1, points) == 0
+    with pytest.raises(StaleAttempt), engine.begin() as conn:
+        metrics.insert_points(conn, run_id, 2, [MetricPoint("train/loss", 99, 1.0, 1.0)])
+    with engine.connect() as conn:
+        full = metrics.series(conn, run_id, "train/loss")
+        # NaN present → 3 per bucket, (8 − 2) // 3 = 2 buckets (steps 0–5, 6–11):
+        # bucket 0: min 1 @1, max inf @5, first NaN @4; bucket 1: min 0 @9, max 11 @11; first @0.
+        sampled = metrics.series(conn, run_id, "train/loss", max_points=8)
+        assert [p.seq for p in metrics.points_after(conn, run_id, 10)] == [11, 12]
+        assert metrics.last_seq(conn) == 12
+    assert len(full) == 12 and math.isnan(full[4][1]) and full[5] == (5, math.inf)
+    assert [s for s, _ in sampled] == [0, 1, 4, 5, 9, 11]
+    assert [v for _, v in sampled if not math.isnan(v)] == [5, 1, math.inf, 0, 11]
+    assert _count(engine) == 12
+
+
+def test_pair_records_texts_and_evaluations(engine, run_id):
+    records = [
+        PairRecord(0, 0, "a", -1.0, -2.0, -1.5, -2.5, 3, 4, 1.0, 1.0, True, 0.1, 0.0, 2.0),  # z 0.5
+        PairRecord(0, 0, "b", -1.0, -2.0, -1.5, -2.5, 3, 4, 3.0, 0.2, False, 0.1, 0.0, 0.0),  # z 3000
+        PairRecord(1, 0, "a", -1.0, -2.0, -1.5, -2.5, 3, 4, math.nan, 0.5, True, 0.1, 0.0, 1.0),
+    ]
+    record = EvalRecord(5, 0.7, "exact", "reference", 3, 1, 0, 0.875, 0.5, 0.98)
+    with engine.begin() as conn:
+        assert pairs.insert_pair_records(conn, run_id, 1, records) == 3
+        assert pairs.insert_pair_records(conn, run_id, 1, records) == 0
+        assert pairs.insert_pair_texts(conn, run_id, [PairText("a", "x", "y", "z")] * 2) == 1
+        assert evaluations.insert_evaluation(conn, run_id, record, attempt=1)
+        assert not evaluations.insert_evaluation(conn, run_id, record)
+        with pytest.raises(StaleAttempt):
+            pairs.insert_pair_records(conn, run_id, 3, records)
+    with engine.connect() as conn:
+        by_z = pairs.query_pairs(conn, run_id, order="z")
+        summary = pairs.pair_summary(conn, run_id, kept=None)
+        exported = list(exports.pair_rows(conn, run_id))
+        assert evaluations.list_evaluations(conn, run_id) == [record]
+    assert [(r.record.pair_id, r.z) for r in by_z[:2]] == [("b", 3000.0), ("a", 0.5)]
+    assert math.isnan(by_z[2].record.discrepancy) and by_z[1].prompt == "x"
+    assert [(s.pair_id, s.times_seen, s.times_filtered) for s in summary] == [("b", 1, 1), ("a", 2, 0)]
+    assert [r[2] for r in exported] == ["a", "b", "a"]
+
+
+def test_requeue_and_fenced_writer(engine, run_id):
+    with engine.begin() as conn:
+        assert runs.set_checkpoint(conn, run_id, 1, "/ckpt/1")
+        conn.execute(text("UPDATE runs SET heartbeat_at = 0"))
+        assert runs.requeue_stale(conn, 60.0, max_attempts=2) == [(run_id, 2)]
+        assert runs.claim_run(conn, run_id, 2)
+        with pytest.raises(StaleAttempt):
+            metrics.insert_points(conn, run_id, 1, [MetricPoint("train/loss", 0, 1.0, 1.0)])
+        assert not runs.heartbeat(conn, run_id, 1)
+        assert runs.heartbeat(conn, run_id, 2, step=1)
+
+
+def test_sink_back_fills_after_a_lock_out(schema, engine, run_id):
+    impatient = make_engine(_url(schema, "-clock_timeout=100"))
+    sink = DbSink(impatient, run_id, 1, batch_rows=4, flush_every_s=60.0, retry_s=(0.0, 0.0))
+    points = [MetricPoint("train/loss", step, float(step), 1.0) for step in range(8)]
+    blocker = psycopg.connect(SERVER, options=f"-csearch_path={schema}")
+    blocker.execute("LOCK TABLE metric_points IN EXCLUSIVE MODE")  # writers wait past lock_timeout
+    try:
+        sink.points(points[:4])
+        assert sink.pending == 4
+        with pytest.raises(OperationalError):
+            sink.flush()
+    finally:
+        blocker.rollback()
+        blocker.close()
+    sink.points(points[4:])
+    assert (sink.pending, _count(engine)) == (0, 8)
+    sink.points(points)
+    sink.close()
+    assert _count(engine) == 8
+    impatient.dispose()
