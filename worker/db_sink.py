@@ -55,6 +55,7 @@ class DbSink:
         chunk_rows: int = 50_000,
         retry_s: tuple[float, float] = (0.5, 30.0),
         clock: Callable[[], float] = time.monotonic,
+        total_steps: int | None = None,
     ) -> None:
         self.engine = engine
         self.run_id = run_id
@@ -75,6 +76,8 @@ class DbSink:
         self._stale: StaleAttempt | None = None
         self._stop_checked_at = -math.inf
         self._stop = False
+        self.total_steps = total_steps
+        self._step: int | None = None
 
     # ------------------------------------------------------------------ MetricsSink
 
@@ -82,6 +85,8 @@ class DbSink:
         """Buffer metric points."""
         self._raise_if_stale()
         self._points.extend(points)
+        if points:
+            self._step = max(self._step or 0, max(p.step for p in points))
         self._maybe_flush()
 
     def pairs(self, records: Sequence[PairRecord]) -> None:
@@ -185,7 +190,9 @@ class DbSink:
                 insert_pair_records(conn, self.run_id, self.attempt, records)
                 insert_pair_texts(conn, self.run_id, texts)
                 message, progress = status if status is not None else (None, None)
-                if not runs.heartbeat(conn, self.run_id, self.attempt, progress=progress, message=message):
+                if not runs.heartbeat(
+                    conn, self.run_id, self.attempt, self._step, self.total_steps, progress, message
+                ):
                     raise StaleAttempt(f"run {self.run_id} is no longer running at attempt {self.attempt}")
         except StaleAttempt as exc:
             self._stale = exc

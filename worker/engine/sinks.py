@@ -75,10 +75,10 @@ class ConsoleSink:
             label = self.SHOWN.get(point.key)
             if label is not None:
                 self._shown[label] = "nan" if not math.isfinite(point.value) else f"{point.value:.4g}"
-        if step > self._bar.n:
-            self._bar.update(step - self._bar.n)
         if self._shown:
             self._bar.set_postfix(self._shown, refresh=False)
+        if step > self._bar.n:
+            self._bar.update(step - self._bar.n)
 
     def pairs(self, records: Sequence[PairRecord]) -> None:
         return None

@@ -1,0 +1,29 @@
+"""``alignscope``: the command line. Each sub-command lives in the module that owns it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from worker.cli import store_commands, train_command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser with every sub-command registered."""
+    parser = argparse.ArgumentParser(
+        prog="alignscope", description="Alignment diagnostics for DPO and β-DPO."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for module in (train_command, store_commands):
+        module.register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs one sub-command; returns its exit status."""
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
