@@ -78,7 +78,9 @@ def load_policy(config: ModelConfig, seed: int) -> tuple[PreTrainedModel, PreTra
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     disable_dropout(model)
-    return model.float(), tokenizer
+    if model.dtype != torch.float32:  # GGUF loads de-quantized to float32 already
+        model = model.float()
+    return model, tokenizer
 
 
 def _load_pretrained(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
