@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +75,23 @@ class EvalRecord:
     ci_high: float
 
 
+@dataclass(frozen=True, slots=True)
+class Judgment:
+    """One judged prompt: the policy's ``response`` against ``opponent_response`` under ``judge``.
+    item: the prompt's index in the evaluation set; verdict is from the policy's side."""
+
+    step: int
+    temperature: float
+    judge: str
+    opponent: str
+    item: int
+    prompt: str
+    response: str
+    opponent_response: str
+    verdict: Literal["win", "tie", "loss"]
+    judge_output: str
+
+
 class MetricsSink(Protocol):
     """The engine's only output. Implementations must be idempotent per (key, step) and per
     (step, micro_batch, pair_id) so that a retried batch adds nothing."""
@@ -84,5 +101,7 @@ class MetricsSink(Protocol):
     def pairs(self, records: Sequence[PairRecord]) -> None: ...
 
     def texts(self, texts: Sequence[PairText]) -> None: ...
+
+    def evaluations(self, records: Sequence[EvalRecord], judgments: Sequence[Judgment]) -> None: ...
 
     def status(self, message: str, progress: float | None = None) -> None: ...

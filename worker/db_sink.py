@@ -25,10 +25,11 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from backend.storage import runs
 from backend.storage.db import reader
+from backend.storage.evaluations import insert_evaluation, insert_judgments
 from backend.storage.fencing import StaleAttempt
 from backend.storage.metrics import insert_points
 from backend.storage.pairs import insert_pair_records, insert_pair_texts
-from contracts.events import MetricPoint, PairRecord, PairText
+from contracts.events import EvalRecord, Judgment, MetricPoint, PairRecord, PairText
 
 log = logging.getLogger(__name__)
 UNAVAILABLE = (OperationalError, InterfaceError)
@@ -100,6 +101,14 @@ class DbSink:
         self._raise_if_stale()
         self._texts.extend(texts)
         self._maybe_flush()
+
+    def evaluations(self, records: Sequence[EvalRecord], judgments: Sequence[Judgment]) -> None:
+        """Write win rates and their judgments now (rare, small), fenced by attempt."""
+        self._raise_if_stale()
+        with self.engine.begin() as conn:
+            for record in records:
+                insert_evaluation(conn, self.run_id, record, self.attempt)
+            insert_judgments(conn, self.run_id, judgments, self.attempt)
 
     def status(self, message: str, progress: float | None = None) -> None:
         """Record the run's message and progress (0..1); written with the next heartbeat."""

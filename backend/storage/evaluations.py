@@ -7,8 +7,6 @@ points. NaN floats are stored as NULL and come back as NaN.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
@@ -16,29 +14,11 @@ from sqlalchemy.engine import Connection
 from backend.storage.bulk import insert_rows, nan_to_null, null_to_nan
 from backend.storage.fencing import check_attempt
 from backend.storage.tables import evaluations, judgments
-from contracts.events import EvalRecord
+from contracts.events import EvalRecord, Judgment
 
-Verdict = Literal["win", "tie", "loss"]
 _EVAL_COLUMNS = tuple(evaluations.c.keys())  # run_id, then EvalRecord's fields in order
 _JUDGMENT_COLUMNS = tuple(judgments.c.keys())  # run_id, then Judgment's fields in order
 _RATES = frozenset({"win_rate", "ci_low", "ci_high"})
-
-
-@dataclass(frozen=True, slots=True)
-class Judgment:
-    """One judged prompt: the policy's ``response`` against ``opponent_response`` under ``judge``.
-    item: the prompt's index in the probe set; verdict is from the policy's side."""
-
-    step: int
-    temperature: float
-    judge: str
-    opponent: str
-    item: int
-    prompt: str
-    response: str
-    opponent_response: str
-    verdict: Verdict
-    judge_output: str
 
 
 def insert_evaluation(conn: Connection, run_id: str, record: EvalRecord, attempt: int | None = None) -> bool:

@@ -9,9 +9,8 @@ from sqlalchemy.exc import IntegrityError
 
 from backend.storage import evaluations, runs
 from backend.storage.db import init_db
-from backend.storage.evaluations import Judgment
 from backend.storage.fencing import StaleAttempt
-from contracts.events import EvalRecord
+from contracts.events import EvalRecord, Judgment
 
 
 @pytest.fixture

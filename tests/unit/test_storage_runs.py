@@ -14,7 +14,7 @@ from backend.storage.tables import evaluations as evaluations_table
 from backend.storage.tables import judgments, metric_points, pair_records
 from backend.storage.tables import pairs as pairs_table
 from backend.storage.tables import runs as runs_table
-from contracts.events import EvalRecord, MetricPoint, PairRecord, PairText
+from contracts.events import EvalRecord, Judgment, MetricPoint, PairRecord, PairText
 
 
 @pytest.fixture
@@ -208,7 +208,7 @@ def test_delete_run_removes_its_rows_and_unlinks_clones(engine):
                 conn, run_id, EvalRecord(0, 0.7, "j", "ref", 1, 0, 1, 0.5, 0.1, 0.9)
             )
             evaluations.insert_judgments(
-                conn, run_id, [evaluations.Judgment(0, 0.7, "j", "ref", 0, "x", "y", "z", "win", "A")]
+                conn, run_id, [Judgment(0, 0.7, "j", "ref", 0, "x", "y", "z", "win", "A")]
             )
         assert runs.delete_run(conn, parent)
         assert not runs.delete_run(conn, parent)

@@ -10,7 +10,7 @@ from typing import ClassVar
 from tqdm import tqdm
 
 from contracts import metric_keys as mk
-from contracts.events import MetricPoint, PairRecord, PairText
+from contracts.events import EvalRecord, Judgment, MetricPoint, PairRecord, PairText
 
 
 class ListSink:
@@ -21,6 +21,8 @@ class ListSink:
         self.pair_records: list[PairRecord] = []
         self.pair_texts: list[PairText] = []
         self.messages: list[tuple[str, float | None]] = []
+        self.eval_records: list[EvalRecord] = []
+        self.judgments: list[Judgment] = []
 
     def points(self, points: Sequence[MetricPoint]) -> None:
         self.point_list.extend(points)
@@ -30,6 +32,10 @@ class ListSink:
 
     def texts(self, texts: Sequence[PairText]) -> None:
         self.pair_texts.extend(texts)
+
+    def evaluations(self, records: Sequence[EvalRecord], judgments: Sequence[Judgment]) -> None:
+        self.eval_records.extend(records)
+        self.judgments.extend(judgments)
 
     def status(self, message: str, progress: float | None = None) -> None:
         self.messages.append((message, progress))
@@ -53,6 +59,9 @@ class NullSink:
         return None
 
     def texts(self, texts: Sequence[PairText]) -> None:
+        return None
+
+    def evaluations(self, records: Sequence[EvalRecord], judgments: Sequence[Judgment]) -> None:
         return None
 
     def status(self, message: str, progress: float | None = None) -> None:
@@ -86,6 +95,9 @@ class ConsoleSink:
     def texts(self, texts: Sequence[PairText]) -> None:
         return None
 
+    def evaluations(self, records: Sequence[EvalRecord], judgments: Sequence[Judgment]) -> None:
+        return None
+
     def status(self, message: str, progress: float | None = None) -> None:
         if progress is None or "alert" in message or "stopped" in message or "failed" in message:
             self._bar.write(message)
@@ -111,6 +123,10 @@ class TeeSink:
     def texts(self, texts: Sequence[PairText]) -> None:
         for sink in self._sinks:
             sink.texts(texts)  # type: ignore[attr-defined]
+
+    def evaluations(self, records: Sequence[EvalRecord], judgments: Sequence[Judgment]) -> None:
+        for sink in self._sinks:
+            sink.evaluations(records, judgments)  # type: ignore[attr-defined]
 
     def status(self, message: str, progress: float | None = None) -> None:
         for sink in self._sinks:
