@@ -260,6 +260,59 @@ class DiagnosticsConfig(Frozen):
     pair_records: bool = True
 
 
+class JudgeConfig(Frozen):
+    """Who decides which of two responses is better.
+
+    ``reward_model``: a local sequence-classification model directory (``path``; safetensors only),
+    higher score wins; ``rule``: the constructed tasks' ground-truth rule (a response that is exactly
+    right beats one that is not); ``openai``: an OpenAI-compatible chat-completions endpoint
+    (``base_url``, ``model``, key read from the environment variable ``api_key_env``), asked in both
+    orders to cancel position bias.
+    """
+
+    kind: Literal["reward_model", "rule", "openai"] = "rule"
+    path: str | None = Field(None, max_length=4096)
+    base_url: str | None = Field(None, max_length=2048)
+    model: str | None = Field(None, max_length=200)
+    api_key_env: str = Field("OPENAI_API_KEY", max_length=100, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    requests_per_minute: int = Field(60, ge=1, le=100_000)
+    max_retries: int = Field(3, ge=0, le=20)
+
+    @model_validator(mode="after")
+    def _fields(self) -> JudgeConfig:
+        if self.kind == "reward_model" and not self.path:
+            raise ValueError("evaluation.judge.path is required for a reward_model judge")
+        if self.kind == "openai" and not (self.base_url and self.model):
+            raise ValueError("evaluation.judge.base_url and evaluation.judge.model are required for openai")
+        return self
+
+
+class EvaluationConfig(Frozen):
+    """Win rates: sample from the policy (and the reference) on held-out prompts at each temperature,
+    judge against the dataset's chosen response and/or the reference's sample. every: steps between
+    evaluations (0 = only at the end when ``at_end``); intervals are 95 % Wilson."""
+
+    every: int = Field(0, ge=0, le=MAX_STEPS_CAP)
+    at_end: bool = False
+    temperatures: tuple[Annotated[float, Field(ge=0.0, le=2.0)], ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    max_new_tokens: int = Field(32, ge=1, le=1024)
+    num_prompts: int = Field(16, ge=1, le=10_000)
+    seed: int = Field(0, ge=0)
+    opponents: tuple[Literal["chosen", "reference"], ...] = ("chosen",)
+    judge: JudgeConfig = JudgeConfig()
+
+
+class ProbeConfig(Frozen):
+    """Probe sets for dispersion (SCIENCE.md §C.5 D3): held-out prompts with chosen, rejected,
+    unseen (reference samples drawn at step 0, fixed) and mismatched (another prompt's chosen)
+    responses; per-token log-ratios per group every ``every`` steps (0 = off)."""
+
+    every: int = Field(0, ge=0, le=MAX_STEPS_CAP)
+    num_prompts: int = Field(8, ge=1, le=1000)
+    unseen_samples: int = Field(2, ge=1, le=16)
+    max_new_tokens: int = Field(24, ge=1, le=512)
+
+
 class RunConfig(Frozen):
     """Everything that defines one training run."""
 
@@ -275,6 +328,8 @@ class RunConfig(Frozen):
     beta_dpo: BetaDpoConfig = BetaDpoConfig()
     optim: OptimConfig = OptimConfig()
     diagnostics: DiagnosticsConfig = DiagnosticsConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    probes: ProbeConfig = ProbeConfig()
     log_every: int = Field(1, ge=1, le=MAX_STEPS_CAP)
     checkpoint_every: int = Field(0, ge=0, le=MAX_STEPS_CAP)
     device: Literal["auto", "cpu", "cuda"] = "auto"
