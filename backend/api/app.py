@@ -1,0 +1,65 @@
+"""The application factory. ``create_app()`` reads the settings from the environment; tests pass
+their own settings, options and a RecordingEnqueuer.
+
+Static hook: when ``frontend_dir`` (default: the repository's ``frontend/``) exists it is mounted at
+``/`` with ``StaticFiles(html=True)`` after every API route, so ``/`` serves its index.html.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from backend.api import errors
+from backend.api.deps import ApiContext
+from backend.api.options import REPO_ROOT, ApiOptions, dataset_roots, model_roots
+from backend.api.routers import compare, datasets, login, metrics, pairs, presets, runs, stream
+from backend.api.security import SecurityMiddleware
+from backend.queue import Enqueuer, default_enqueuer
+from backend.settings import Settings, get_settings
+from backend.storage.db import init_db, make_engine
+
+FRONTEND_DIR = REPO_ROOT / "frontend"
+ROUTERS = (runs, metrics, pairs, compare, stream, datasets, presets, login)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    enqueuer: Enqueuer | None = None,
+    options: ApiOptions | None = None,
+    migrate: bool = True,
+    frontend_dir: Path | None = FRONTEND_DIR,
+) -> FastAPI:
+    """The AlignScope API. ``migrate`` upgrades the database schema first; ``enqueuer`` defaults to
+    Celery on ``settings.broker_url`` (a RecordingEnqueuer when none is set)."""
+    settings = settings or get_settings()
+    engine = init_db(settings.database_url) if migrate else make_engine(settings.database_url)
+    context = ApiContext(
+        settings=settings,
+        options=options or ApiOptions.from_env(os.environ),
+        engine=engine,
+        enqueuer=enqueuer or default_enqueuer(settings.broker_url),
+        model_roots=model_roots(settings),
+        dataset_roots=dataset_roots(settings),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(title="AlignScope", version="0.1.0", lifespan=lifespan)
+    app.state.context = context
+    errors.install(app)
+    for module in ROUTERS:
+        app.include_router(module.router)
+    app.add_middleware(SecurityMiddleware, token=settings.api_token, options=context.options)
+    if frontend_dir is not None and frontend_dir.is_dir():
+        app.mount("/", StaticFiles(directory=frontend_dir, html=True), name="frontend")
+    return app

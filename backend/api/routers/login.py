@@ -1,0 +1,71 @@
+"""Browser login: GET /login (a small page), POST /api/login {token} sets the HttpOnly session
+cookie and the readable CSRF cookie, POST /api/logout clears both."""
+
+from __future__ import annotations
+
+import secrets
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse
+
+from backend.api.deps import Ctx
+from backend.api.errors import ApiError
+from backend.api.models import ErrorOut, LoginIn, LoginOut
+from backend.api.security import CSRF_COOKIE, SESSION_COOKIE, same, session_value
+
+router = APIRouter(tags=["auth"])
+MAX_AGE_S = 30 * 24 * 3600
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>AlignScope · log in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{font-family:system-ui,sans-serif;max-width:24rem;margin:15vh auto;padding:0 1rem}
+input,button{font:inherit;padding:.5rem;width:100%;box-sizing:border-box;margin-top:.5rem}
+#error{color:#b00020;min-height:1.5em}</style></head>
+<body><h1>AlignScope</h1><form id="login"><label for="token">API token</label>
+<input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
+<button type="submit">Log in</button><p id="error" role="alert"></p></form>
+<script>
+document.getElementById("login").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const token = document.getElementById("token").value;
+  const reply = await fetch("/api/login", {method: "POST", headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({token})});
+  if (!reply.ok) { document.getElementById("error").textContent = "Wrong token."; return; }
+  const next = new URLSearchParams(location.search).get("next") || "/";
+  location.assign(/^\\/(?![\\/\\\\])/.test(next) ? next : "/");
+});
+</script></body></html>
+"""
+
+
+class Unauthorized(ApiError):
+    status = 401
+
+
+@router.get("/login", response_class=HTMLResponse, include_in_schema=False)
+def login_page() -> HTMLResponse:
+    return HTMLResponse(PAGE)
+
+
+@router.post("/api/login", responses={401: {"model": ErrorOut}})
+def login(body: LoginIn, request: Request, response: Response, ctx: Ctx) -> LoginOut:
+    """Check the token and set the session (HttpOnly) and CSRF (readable) cookies, SameSite=Strict."""
+    token = ctx.settings.api_token
+    if token is None:
+        return LoginOut(ok=True, auth_required=False, csrf_token=None)
+    if not same(body.token, token):
+        raise Unauthorized("wrong token")
+    csrf = secrets.token_urlsafe(32)
+    secure = request.url.scheme == "https"
+    cookie = {"max_age": MAX_AGE_S, "samesite": "strict", "secure": secure, "path": "/"}
+    response.set_cookie(SESSION_COOKIE, session_value(token), httponly=True, **cookie)
+    response.set_cookie(CSRF_COOKIE, csrf, httponly=False, **cookie)
+    return LoginOut(ok=True, auth_required=True, csrf_token=csrf)
+
+
+@router.post("/api/logout", status_code=204)
+def logout() -> Response:
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(CSRF_COOKIE, path="/")
+    return response
