@@ -53,7 +53,11 @@ from backend.config_files import apply_overrides, load_preset, validate
 from contracts.config import MAX_STEPS_CAP, RunConfig
 
 REPO = Path(__file__).resolve().parents[1]
-HH_PATH = REPO.parent / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
+HH_PATH = Path(
+    os.environ.get(
+        "ALIGNSCOPE_HH_PATH", REPO.parent / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
+    )
+)
 VARIANTS = ("ours_bare", "ours_full", "trl")
 TARGETS = {"speedup_vs_trl": {"tiny": 1.6, "smollm2": 1.4}, "diag_overhead": 1.05, "rss_ratio_vs_trl": 0.7}
 
@@ -72,6 +76,8 @@ class Plan:
     max_length: int
     max_prompt_length: int
     threads: int
+    device: str = "cpu"
+    model_dir: str | None = None
 
     @property
     def total_steps(self) -> int:
@@ -86,13 +92,15 @@ class Plan:
 DEFAULTS: dict[str, dict[str, Any]] = {
     "tiny": {"data": "constructed", "steps": 20, "warmup": 3, "repeats": 3, "batch": 16, "micro_batch": 8,
              "max_length": 64},
+    "pretrained": {"data": "hh", "steps": 10, "warmup": 3, "repeats": 2, "batch": 8, "micro_batch": 8,
+                   "max_length": 256},
     "smollm2": {"data": "hh", "steps": 3, "warmup": 1, "repeats": 1, "batch": 4, "micro_batch": 4,
                 "max_length": 128},
 }  # fmt: skip
 QUICK: dict[str, Any] = {
     "steps": 2, "warmup": 1, "repeats": 1, "batch": 4, "micro_batch": 4, "max_length": 32
 }  # fmt: skip
-PRESETS = {"tiny": "tiny-dpo", "smollm2": "smollm2-hh-dpo"}
+PRESETS = {"tiny": "tiny-dpo", "smollm2": "smollm2-hh-dpo", "pretrained": "smollm2-hh-dpo"}
 
 
 # --------------------------------------------------------------------------------------------- configs
@@ -120,7 +128,8 @@ def run_config(plan: Plan, variant: str) -> RunConfig:
     overrides = [
         *_data_overrides(plan),
         "reference.mode=precomputed",
-        "device=cpu",
+        f"device={plan.device}",
+        *(["model.source=pretrained", f"model.path={plan.model_dir}"] if plan.model == "pretrained" else []),
         "optim.optimizer=adamw",
         f"optim.batch_size={plan.batch}",
         f"optim.micro_batch_size={plan.micro_batch}",
@@ -344,6 +353,9 @@ def parse_plan(argv: list[str] | None = None) -> Plan:
     parser.add_argument("--max-prompt-length", type=int, help="default: half the max length")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch threads")
     parser.add_argument("--quick", action="store_true", help="a very small smoke run")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: both sides train in bf16 autocast on the GPU")  # fmt: skip
+    parser.add_argument("--model-dir", help="with --model pretrained: a local model folder (safetensors)")
     args = parser.parse_args(argv)
     values = {**DEFAULTS[args.model], **(QUICK if args.quick else {})}
     for key in ("data", "steps", "warmup", "repeats", "batch", "micro_batch", "max_length"):
@@ -352,7 +364,11 @@ def parse_plan(argv: list[str] | None = None) -> Plan:
     if values["batch"] % values["micro_batch"] and args.micro_batch is None:
         values["micro_batch"] = values["batch"]
     values["max_prompt_length"] = args.max_prompt_length or values["max_length"] // 2
-    plan = Plan(model=args.model, threads=args.threads, **values)
+    if args.model == "pretrained" and not args.model_dir:
+        parser.error("--model pretrained needs --model-dir")
+    plan = Plan(
+        model=args.model, threads=args.threads, device=args.device, model_dir=args.model_dir, **values
+    )
     if plan.warmup < 1 or plan.steps < 1 or plan.repeats < 1:
         parser.error("--warmup, --steps and --repeats must be at least 1")
     if plan.batch % plan.micro_batch:
