@@ -1,0 +1,77 @@
+// The run page's header: status, step/total, ETA, attempt, timing, and stop / resume / clone.
+// Built once and updated in place on every status event, so its buttons stay clickable while the
+// run streams steps.
+
+import { api, message } from "../api.js";
+import { h, replace, stat } from "../dom.js";
+import { ACTIVE, duration, method, num, percent, runDuration, stepOf, when } from "../format.js";
+
+export class RunHeader {
+  constructor(node, runId) {
+    this.node = node;
+    this.note = h("span", { class: "small muted", role: "status", id: "action-note" });
+    this.dot = h("span", { class: "live-dot", title: "stream" });
+    this.streamText = h("span", { class: "small muted" }, "connecting…");
+    this.name = h("h1", { id: "run-name" });
+    this.badge = h("span", { class: "badge", id: "run-status" });
+    this.summary = h("span", { class: "muted" });
+    this.links = h("span", { class: "small" });
+    this.stats = h("div", { class: "stats" });
+    this.error = h("div");
+    this.stop = h("button", { id: "stop-run", onclick: () => this.act("Stop", () => api.stop(runId)) }, "Stop");
+    this.resume = h("button", { id: "resume-run", onclick: async () => {
+      const next = await this.act("Resume", () => api.resume(runId));
+      if (next) location.hash = `#/run/${next.id}`;
+    } }, "Resume");
+    replace(node,
+      h("div", { class: "run-head" },
+        h("div", { class: "title" }, this.name, this.badge, this.summary, this.links, h("span", {}, this.dot, this.streamText)),
+        h("div", { class: "actions" }, this.stop, this.resume,
+          h("a", { class: "button", href: `#/new?from=${runId}` }, "Clone…"),
+          h("a", { class: "button", href: `#/run/${runId}/pairs`, id: "open-pairs" }, "Outlier inspector"),
+          h("a", { class: "button", href: api.exportUrl(runId, "metrics", "csv"), download: "" }, "Metrics CSV"),
+          h("a", { class: "button", href: api.exportUrl(runId, "pairs", "csv"), download: "" }, "Pairs CSV")),
+        this.stats, this.note),
+      this.error);
+  }
+
+  /** The stream's state: "live", "reconnecting" or "closed". */
+  streamState(state) {
+    this.dot.className = `live-dot ${state}`;
+    this.streamText.textContent = { live: "live", reconnecting: "reconnecting…", closed: "stream closed" }[state] || state;
+  }
+
+  async act(label, action) {
+    this.note.textContent = `${label}…`;
+    try {
+      const result = await action();
+      this.note.textContent = `${label}: done.`;
+      return result;
+    } catch (error) {
+      this.note.textContent = `${label} failed: ${message(error)}`;
+      return null;
+    }
+  }
+
+  render(run) {
+    const active = ACTIVE.has(run.status);
+    this.name.textContent = run.name;
+    this.badge.className = `badge ${run.status}`;
+    this.badge.dataset.status = run.status;
+    this.badge.textContent = run.stop_requested && active ? "stopping" : run.status;
+    this.summary.textContent = `${method(run.config)} · β0 ${num(run.beta0, 3)}${run.preset ? ` · preset ${run.preset}` : ""}`;
+    replace(this.links, run.parent_id ? h("a", { href: `#/run/${run.parent_id}` }, "parent run") : null);
+    this.stop.disabled = !active || run.stop_requested;
+    this.resume.disabled = !["stopped", "failed"].includes(run.status);
+    replace(this.stats,
+      stat("step", stepOf(run), { id: "run-step" }),
+      stat("progress", percent(run.progress)),
+      stat("ETA", run.status === "running" ? duration(run.eta_s) : "—"),
+      stat("attempt", String(run.attempt)),
+      stat("created", when(run.created_at)),
+      stat("duration", duration(runDuration(run))),
+      run.message ? stat("message", run.message) : null);
+    replace(this.error, run.error
+      ? h("div", { class: "alert", role: "alert" }, h("strong", {}, "Error"), h("pre", { class: "mono" }, run.error)) : null);
+  }
+}
