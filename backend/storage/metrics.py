@@ -1,24 +1,30 @@
 """Metric points: fenced idempotent batch inserts, downsampled series, the live-stream replay.
 
-NaN values are stored as NULL and come back as NaN; ±inf are kept as they are.
+NaN values are stored as NULL and come back as NaN; ±inf are kept as they are. Each insert also
+folds its new points into ``metric_rollups`` (see ``rollups``), from which long series are
+downsampled without reading their points.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement
 
+from backend.storage import rollups
 from backend.storage.bulk import allocate_seq, insert_rows, nan_to_null, null_to_nan
 from backend.storage.fencing import check_attempt
 from backend.storage.tables import metric_points
 from contracts.events import MetricPoint
 
 MIN_POINTS = 5  # first + last + one bucket of (min, max, NaN)
+RAW_STEPS = 16_384  # the longest window read point by point when rollups would be too coarse
 _COLUMNS = ("seq", "run_id", "key", "step", "value", "wall_time")
+Raw = tuple[int, float | None]  # (step, value) as stored: NULL for NaN
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +42,11 @@ class StoredPoint:
 def insert_points(conn: Connection, run_id: str, attempt: int, points: Sequence[MetricPoint]) -> int:
     """Insert ``points`` for ``run_id`` in one batch; a (key, step)
     already stored is skipped, so a retried batch adds nothing. Raises ``StaleAttempt`` (writing
-    nothing) unless the run is at ``attempt``. Returns the number of rows inserted."""
+    nothing) unless the run is at ``attempt``. Returns the number of rows inserted.
+
+    The rollups are updated in the same transaction from the points actually inserted: all of them
+    when the row count says so, none when it is 0, otherwise those whose seq (from the block just
+    allocated, which no other writer uses) is now stored."""
     check_attempt(conn, run_id, attempt)
     if not points:
         return 0
@@ -45,13 +55,23 @@ def insert_points(conn: Connection, run_id: str, attempt: int, points: Sequence[
         (seq, run_id, p.key, p.step, nan_to_null(p.value), p.wall_time)
         for seq, p in enumerate(points, start=first)
     ]
-    return insert_rows(conn, metric_points, _COLUMNS, rows)
+    inserted = insert_rows(conn, metric_points, _COLUMNS, rows)
+    if inserted == len(points):
+        new: Sequence[MetricPoint] = points
+    elif inserted:
+        stored = select(metric_points.c.seq).where(
+            metric_points.c.seq.between(first, first + len(points) - 1)
+        )
+        new = [points[seq - first] for seq in conn.execute(stored).scalars()]
+    else:
+        return 0
+    rollups.upsert(conn, run_id, rollups.summarize((p.key, p.step, p.value) for p in new))
+    return inserted
 
 
 def keys(conn: Connection, run_id: str) -> list[str]:
     """The metric keys a run has, sorted."""
-    stmt = select(metric_points.c.key).where(metric_points.c.run_id == run_id).distinct()
-    return sorted(conn.execute(stmt).scalars())
+    return rollups.keys(conn, run_id)
 
 
 def series(
@@ -64,46 +84,129 @@ def series(
 ) -> list[tuple[int, float]]:
     """(step, value) of one metric, ascending by step, with since_step < step ≤ until_step.
 
-    Longer series are downsampled on the server: the step range is cut into equal buckets and each
-    bucket keeps its minimum, its maximum and (when it has one) its first NaN, so spikes and
-    divergences survive; the first and last points are always kept. Never more than ``max_points``
-    (≥ MIN_POINTS) points.
+    Longer series are downsampled on the server into buckets that each keep their minimum, their
+    maximum and (when it has one) their first NaN, so spikes and divergences survive; the first and
+    last points of the window are always kept. Never more than ``max_points`` (≥ MIN_POINTS) points.
+
+    - A window of at most ``max_points`` steps, or one so short (≤ RAW_STEPS steps) that level-0
+      rollups would cut it into at most half of (max_points − 2) // 2 buckets, is read point by
+      point and cut into (max_points − 2) // (2, or 3 with a NaN) equal step ranges.
+    - A longer one reads the finest rollup level with at most (max_points − 2) // 2 buckets in the
+      window (between half that and that many, unless it is level 0 or the top); a bucket only
+      partly inside the window is summarized from its raw points in the window instead. When the
+      buckets' NaNs would make too many points, neighbouring buckets merge (a coarser level).
+      When the window holds at most ``max_points`` points, they are all returned.
     """
     if max_points < MIN_POINTS:
         raise ValueError(f"max_points must be at least {MIN_POINTS}")
-    mp = metric_points.c
-    where = [mp.run_id == run_id, mp.key == key]
-    if since_step is not None:
-        where.append(mp.step > since_step)
-    if until_step is not None:
-        where.append(mp.step <= until_step)
-    count, first, last, numbers = conn.execute(
-        select(func.count(), func.min(mp.step), func.max(mp.step), func.count(mp.value)).where(*where)
-    ).one()
-    if count <= max_points:
-        stmt = select(mp.step, mp.value).where(*where).order_by(mp.step)
-    else:
-        per_bucket = 2 if numbers == count else 3
-        stmt = _bucketed(where, first, last, (max_points - 2) // per_bucket)
-    return [(step, null_to_nan(value)) for step, value in conn.execute(stmt)]
+    window = _Window(run_id, key, since_step, until_step)
+    ends = window.ends(conn)
+    if ends is None:
+        return []
+    first, last = ends
+    span = last[0] - first[0] + 1
+    buckets = (max_points - 2) // 2
+    if span <= max_points or span <= min(buckets << (rollups.BASE_SHIFT - 1), RAW_STEPS):
+        return _downsampled(window.points(conn), max_points)
+    level = rollups.level_for(first[0], last[0], buckets)
+    summaries = window.summaries(conn, level, first[0], last[0])
+    if sum(s.count for s in summaries.values()) <= max_points:
+        return [(step, null_to_nan(value)) for step, value in window.points(conn)]
+    while True:
+        kept = _kept(summaries.values(), (first, last))
+        if len(kept) <= max_points:
+            return kept
+        summaries = rollups.coarser(summaries)
 
 
-def _bucketed(where: list[ColumnElement[bool]], first: int, last: int, buckets: int) -> Select:
-    """Rows that are a bucket's min, max or first NaN, or the first/last point of the range."""
-    mp = metric_points.c
-    bucket = ((mp.step - first) * buckets // (last - first + 1)).label("bucket")
-    inner = select(mp.step, mp.value, bucket).where(*where).subquery()
-    step, value, part = inner.c.step, inner.c.value, inner.c.bucket
-    ranked = select(
-        step,
-        value,
-        func.row_number().over(partition_by=part, order_by=(value.asc().nulls_last(), step)).label("lo"),
-        func.row_number().over(partition_by=part, order_by=(value.desc().nulls_last(), step)).label("hi"),
-        func.row_number().over(partition_by=(part, value.is_(None)), order_by=step).label("nth"),
-    ).subquery()
-    r = ranked.c
-    keep = or_(r.lo == 1, r.hi == 1, and_(r.nth == 1, r.value.is_(None)), r.step.in_((first, last)))
-    return select(r.step, r.value).where(keep).order_by(r.step)
+@dataclass(frozen=True, slots=True)
+class _Window:
+    """The points of one series with since_step < step ≤ until_step (None: unbounded)."""
+
+    run_id: str
+    key: str
+    since_step: int | None
+    until_step: int | None
+
+    def where(self, low: int | None = None, high: int | None = None) -> list[ColumnElement[bool]]:
+        """Conditions selecting the window, narrowed to low ≤ step ≤ high when given. One lower
+        and one upper bound at most: SQLite would range-scan its index by one bound and filter
+        the rest."""
+        if self.since_step is not None:
+            low = self.since_step + 1 if low is None else max(low, self.since_step + 1)
+        if self.until_step is not None:
+            high = self.until_step if high is None else min(high, self.until_step)
+        mp = metric_points.c
+        where = [mp.run_id == self.run_id, mp.key == self.key]
+        if low is not None:
+            where.append(mp.step >= low)
+        if high is not None:
+            where.append(mp.step <= high)
+        return where
+
+    def points(self, conn: Connection, low: int | None = None, high: int | None = None) -> Sequence[Raw]:
+        """(step, value or None for NaN) ascending by step."""
+        mp = metric_points.c
+        return conn.execute(select(mp.step, mp.value).where(*self.where(low, high)).order_by(mp.step)).all()
+
+    def ends(self, conn: Connection) -> tuple[Raw, Raw] | None:
+        """The first and the last point (read by index), or None when the window is empty."""
+        mp = metric_points.c
+        base = select(mp.step, mp.value).where(*self.where()).limit(1)
+        first = conn.execute(base.order_by(mp.step)).first()
+        if first is None:
+            return None
+        return tuple(first), tuple(conn.execute(base.order_by(mp.step.desc())).one())
+
+    def summaries(
+        self, conn: Connection, level: int, first_step: int, last_step: int
+    ) -> dict[tuple[str, int], rollups.Summary]:
+        """The window's buckets at ``level`` in step order; one that reaches outside the window is
+        summarized from its points inside instead (its stored row counts points outside)."""
+        shift = rollups.BASE_SHIFT + level
+        low, high = first_step >> shift, last_step >> shift
+        summaries = rollups.read(conn, self.run_id, self.key, level, low, high)
+        edges = {
+            bucket
+            for bucket, outside in (
+                (low, self.since_step is not None and low << shift <= self.since_step),
+                (high, self.until_step is not None and ((high + 1) << shift) - 1 > self.until_step),
+            )
+            if outside
+        }
+        for bucket in edges:
+            inside = self.points(conn, bucket << shift, ((bucket + 1) << shift) - 1)
+            summaries[(self.key, bucket)] = rollups.Summary.of(inside)
+        return summaries
+
+
+def _downsampled(points: Sequence[Raw], max_points: int) -> list[tuple[int, float]]:
+    """All of ``points`` (ascending by step) when they are few enough, else their first and last
+    and the min, max and first NaN of (max_points − 2) // (2, or 3 with a NaN) equal step ranges:
+    bucket ⌊(step − first)·count / width⌋, whose points start at the first step ≥ first +
+    ⌈bucket·width / count⌉."""
+    if len(points) <= max_points:
+        return [(step, null_to_nan(value)) for step, value in points]
+    steps = [step for step, _ in points]
+    first, width = steps[0], steps[-1] - steps[0] + 1
+    count = (max_points - 2) // (3 if any(value is None for _, value in points) else 2)
+    starts = [bisect_left(steps, first - (-bucket * width // count)) for bucket in range(count)]
+    slices = zip(starts, [*starts[1:], len(points)], strict=True)
+    summaries = [rollups.Summary.of(points[start:end]) for start, end in slices if start < end]
+    return _kept(summaries, (points[0], points[-1]))
+
+
+def _kept(summaries: Iterable[rollups.Summary], ends: tuple[Raw, Raw]) -> list[tuple[int, float]]:
+    """The min, max and first NaN of each summary and the window's ``ends``, ascending by step, once
+    each."""
+    kept: dict[int, float | None] = dict(ends)
+    for s in summaries:
+        if s.min_step is not None:
+            kept[s.min_step] = s.min_value
+            kept[s.max_step] = s.max_value
+        if s.nan_step is not None:
+            kept[s.nan_step] = None
+    return [(step, null_to_nan(kept[step])) for step in sorted(kept)]
 
 
 def points_after(

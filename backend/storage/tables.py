@@ -6,7 +6,9 @@ Conventions:
   stored as they are); the storage functions translate NaN ↔ NULL at their edges;
 - ``seq`` on metric_points and pair_records is the live-stream cursor: allocated in blocks from
   ``stream_counters`` inside the inserting transaction (see ``bulk.allocate_seq``), so it is strictly
-  increasing in commit order and never reused, on SQLite and PostgreSQL alike.
+  increasing in commit order and never reused, on SQLite and PostgreSQL alike;
+- ``metric_rollups`` summarizes each series in min/max buckets of 64·2^level steps (see
+  ``backend.storage.rollups``); ``metrics.insert_points`` keeps it in step with metric_points.
 """
 
 from __future__ import annotations
@@ -92,6 +94,22 @@ metric_points = Table(
     Column("value", Double),
     Column("wall_time", Double, nullable=False),
     UniqueConstraint("run_id", "key", "step"),
+)
+
+metric_rollups = Table(
+    "metric_rollups",
+    metadata,
+    Column("run_id", ident(32), _run_fk(), primary_key=True),
+    Column("level", Integer, primary_key=True, autoincrement=False),
+    Column("key", ident(200), primary_key=True),
+    Column("bucket", Integer, primary_key=True, autoincrement=False),
+    Column("count", Integer, nullable=False),
+    Column("min_value", Double),
+    Column("min_step", Integer),
+    Column("max_value", Double),
+    Column("max_step", Integer),
+    Column("nan_step", Integer),
+    sqlite_with_rowid=False,
 )
 
 pair_records = Table(
