@@ -1,0 +1,169 @@
+"""Ingest benchmark: metric rows/s through DbSink into SQLite and PostgreSQL, against MLflow's
+``SqlAlchemyStore.log_batch`` on the same kind of database, in the same run.
+
+Run from the repository root::
+
+    .venv/bin/python -m bench.ingest                       # ~1 min on 2 cores
+    .venv/bin/python -m bench.ingest --rows 50000 --repeats 1   # smoke run
+
+Workload: a training run's metric stream as the engine emits it, ``--keys`` scalar keys per step
+(default 50) for as many steps as make ``--rows`` rows.
+
+- ours: ``DbSink(engine, run_id, 1)`` with its defaults (a write every 5,000 rows, ``--batch-rows``,
+  or every second; one transaction per chunk with the fenced insert and the heartbeat), ``points()``
+  called once per step with that step's points, then ``close()``; timed from the first ``points()``
+  to the end of ``close()``, so every row is committed. The run row is created and claimed before (untimed).
+- MLflow: ``SqlAlchemyStore(db_uri, artifact_root).log_batch(run_id, metrics, [], [])`` with 1,000
+  metrics per call (MLflow's cap, ``MAX_METRICS_PER_BATCH``: 20 steps × 50 keys), on ``--mlflow-rows``
+  rows (default a tenth of ``--rows``: it is the slower side, and rows/s is what is compared); timed
+  over all calls. Each call commits.
+
+Each side writes to its own fresh database: two SQLite files in a temporary folder (each with its
+system's defaults: ours WAL + synchronous=NORMAL, MLflow's SQLAlchemy defaults), and two PostgreSQL
+databases ``as_bench_<random>`` created on the local server and dropped at the end (PostgreSQL is
+skipped, its figures null, when the server is unreachable). Every repeat logs a new run, the two
+sides alternating; the figure of each side is the median over ``--repeats``. Progress goes to
+stderr; the last line on stdout is one JSON object with rows/s of each side and ``ratio_* = ours /
+MLflow`` (targets: ratio ≥ 5 and ours ≥ 200,000 rows/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+
+from backend.storage import runs
+from backend.storage.db import init_db
+from contracts.events import MetricPoint
+from worker.db_sink import DbSink
+
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+MLFLOW_BATCH = 1000
+
+
+def steps_of(rows: int, keys: int) -> Iterator[list[tuple[str, int, float]]]:
+    """(key, step, value) rows grouped by step: ``keys`` per step until ``rows`` rows."""
+    names = [f"bench/metric_{k:02d}" for k in range(keys)]
+    for step in range(1, rows // keys + 1):
+        yield [(name, step, 1.0 / (step + k)) for k, name in enumerate(names)]
+
+
+def ours(url: str, rows: int, keys: int, batch_rows: int = 5000) -> float:
+    """Rows/s through DbSink (writing every ``batch_rows`` rows) into the database at ``url``."""
+    engine = init_db(url)
+    with engine.begin() as conn:
+        run_id = runs.create_run(conn, "{}", "bench", None, None)
+        runs.claim_run(conn, run_id, 1)
+    batches = [[MetricPoint(k, s, v, time.time()) for k, s, v in step] for step in steps_of(rows, keys)]
+    sink = DbSink(engine, run_id, 1, batch_rows=batch_rows, total_steps=len(batches))
+    started = time.perf_counter()
+    for batch in batches:
+        sink.points(batch)
+    sink.close()
+    seconds = time.perf_counter() - started
+    engine.dispose()
+    return len(batches) * keys / seconds
+
+
+def mlflow(url: str, artifacts: Path, rows: int, keys: int) -> float:
+    """Rows/s through MLflow's SqlAlchemyStore.log_batch into the database at ``url``."""
+    from mlflow.entities import Metric
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore(url, artifacts.as_uri())
+    experiment = store.create_experiment(f"bench-{uuid.uuid4().hex[:8]}")
+    run_id = store.create_run(experiment, "bench", int(time.time() * 1000), [], "bench").info.run_id
+    flat = [row for step in steps_of(rows, keys) for row in step]
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, v, now, s) for k, s, v in flat]
+    started = time.perf_counter()
+    for start in range(0, len(metrics), MLFLOW_BATCH):
+        store.log_batch(run_id, metrics[start : start + MLFLOW_BATCH], [], [])
+    seconds = time.perf_counter() - started
+    store.engine.dispose()
+    return len(metrics) / seconds
+
+
+@contextmanager
+def pg_databases(count: int) -> Iterator[list[str] | None]:
+    """``count`` fresh PostgreSQL databases (URLs), dropped afterwards; None when unreachable."""
+    try:
+        admin = psycopg.connect(PG_SERVER, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        print(f"PostgreSQL unreachable, skipped: {exc}", file=sys.stderr)
+        yield None
+        return
+    names = [f"as_bench_{uuid.uuid4().hex[:12]}" for _ in range(count)]
+    try:
+        for name in names:
+            admin.execute(f"CREATE DATABASE {name}")
+        yield [PG_URL.format(name=name) for name in names]
+    finally:
+        for name in names:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name])
+            admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.close()
+
+
+def compare(
+    kind: str, our_url: str, mlflow_url: str, artifacts: Path, args: argparse.Namespace
+) -> tuple[float, float]:
+    """(ours, MLflow) median rows/s on one database kind, the two sides alternating per repeat."""
+    mlflow_rows = args.mlflow_rows or args.rows // 10
+    figures: dict[str, list[float]] = {"DbSink": [], "MLflow": []}
+    for index in range(args.repeats):
+        figures["DbSink"].append(ours(our_url, args.rows, args.keys, args.batch_rows))
+        figures["MLflow"].append(mlflow(mlflow_url, artifacts, mlflow_rows, args.keys))
+        for side, values in figures.items():
+            print(f"{kind} {side} #{index + 1}: {values[-1]:,.0f} rows/s", file=sys.stderr, flush=True)
+    return statistics.median(figures["DbSink"]), statistics.median(figures["MLflow"])
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=300_000, help="rows per DbSink measurement")
+    parser.add_argument("--mlflow-rows", type=int, default=0, help="rows per MLflow measurement")
+    parser.add_argument("--keys", type=int, default=50, help="metric keys per step")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-rows", type=int, default=5000, help="DbSink batch_rows (its default)")
+    args = parser.parse_args(argv)
+    logging.disable(logging.WARNING)
+    warnings.simplefilter("ignore")
+    result: dict[str, object] = {"bench": "ingest"}
+    with tempfile.TemporaryDirectory(prefix="alignscope-ingest-") as tmp:
+        folder = Path(tmp)
+        sqlite = compare(
+            "sqlite", f"sqlite:///{folder / 'ours.db'}", f"sqlite:///{folder / 'mlflow.db'}", folder, args
+        )
+        result.update(_figures("sqlite", *sqlite))
+        with pg_databases(2) as urls:
+            pg = compare("postgresql", urls[0], urls[1], folder, args) if urls else (None, None)
+        result.update(_figures("pg", *pg))
+    print(json.dumps(result))
+    return result
+
+
+def _figures(kind: str, ours_s: float | None, theirs: float | None) -> dict[str, float | None]:
+    ratio = round(ours_s / theirs, 2) if ours_s and theirs else None
+    return {
+        f"{kind}_rows_s": round(ours_s) if ours_s else None,
+        f"mlflow_{kind}_rows_s": round(theirs) if theirs else None,
+        f"ratio_{kind}": ratio,
+    }
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""The job side on Redis + PostgreSQL with real processes: ``alignscope serve --no-worker`` (uvicorn)
+shared by the module, a Celery worker (``alignscope worker``) per test, trainers as their own
+processes. Faults are real: duplicate deliveries, stops, kill -9 of the trainer and of the whole
+worker, a Redis restart, PostgreSQL refusing connections for 20 s.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import celery
+import psycopg
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.engine import make_url
+
+from backend.storage import runs
+from backend.storage.tables import metric_points
+from contracts import metric_keys as mk
+from tests.integration.conftest import (
+    PG_ADMIN,
+    Api,
+    ProcessKeeper,
+    ensure_redis,
+    loss_steps,
+    tiny_config,
+    trainer_pids,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
+FINAL = ("succeeded", "failed", "stopped")
+
+
+def _row(engine: Engine, run_id: str) -> runs.RunRow:
+    with engine.connect() as conn:
+        row = runs.get_run(conn, run_id)
+    assert row is not None
+    return row
+
+
+def test_a_run_succeeds_once_though_its_task_is_delivered_three_times(
+    scaleout: ProcessKeeper, scaleout_api: Api, pg_engine: Engine, redis_url: str, data_dir: Path
+) -> None:
+    worker = scaleout.worker()
+    run_id = scaleout_api.submit(tiny_config())
+    sender = celery.Celery("duplicates", broker=redis_url)
+    for _ in range(2):  # the API sent it once; two more deliveries of the same attempt
+        sender.send_task("runs.train", args=[run_id, 1], queue="celery")
+    run = scaleout_api.wait(run_id, FINAL, 120)
+    assert (run["status"], run["attempt"], run["step"]) == ("succeeded", 1, 8), run["error"]
+    assert loss_steps(pg_engine, run_id) == list(range(1, 9))  # 8 steps, each once
+    refused = f"run {run_id} attempt 1: not queued at this attempt"
+    wait_for(lambda: worker.output().count(refused) == 2, 30, "both duplicates to be refused")
+    assert [p.name for p in (data_dir / "logs" / run_id).iterdir()] == ["attempt-1.log"]  # one trainer
+
+
+def test_stop_while_queued_means_it_never_starts(
+    scaleout: ProcessKeeper, scaleout_api: Api, data_dir: Path
+) -> None:
+    run_id = scaleout_api.submit(tiny_config())  # no worker yet: the message waits in Redis
+    assert scaleout_api.stop(run_id)["status"] == "stopped"
+    worker = scaleout.worker()
+    refused = f"run {run_id} attempt 1: not queued at this attempt"
+    wait_for(lambda: refused in worker.output(), 30, "the worker to consume and refuse the message")
+    assert scaleout_api.run(run_id)["status"] == "stopped"
+    assert not (data_dir / "logs" / run_id).exists()
+
+
+def test_stop_while_running_checkpoints_and_ends_stopped(
+    scaleout: ProcessKeeper, scaleout_api: Api, pg_engine: Engine, data_dir: Path
+) -> None:
+    scaleout.worker()
+    run_id = scaleout_api.submit(tiny_config("optim.max_steps=200"))
+    scaleout_api.wait_step(run_id, 2, 120)
+    scaleout_api.stop(run_id)
+    run = scaleout_api.wait(run_id, FINAL, 60)
+    assert run["status"] == "stopped" and 2 <= run["step"] < 200
+    folder = data_dir / "checkpoints" / run_id
+    assert _row(pg_engine, run_id).checkpoint_path == str(folder) and any(folder.iterdir())
+    assert loss_steps(pg_engine, run_id) == list(range(1, run["step"] + 1))
+
+
+def test_kill_9_of_the_trainer_fails_the_run_and_keeps_its_rows(
+    scaleout: ProcessKeeper, scaleout_api: Api, pg_engine: Engine, data_dir: Path
+) -> None:
+    scaleout.worker()
+    run_id = scaleout_api.submit(tiny_config("optim.max_steps=200", "checkpoint_every=2"))
+    scaleout_api.wait_step(run_id, 4, 120)
+    (pid,) = trainer_pids(data_dir, run_id)
+    os.kill(pid, signal.SIGKILL)
+    run = scaleout_api.wait(run_id, FINAL, 30)
+    assert run["status"] == "failed" and "killed by signal 9" in run["error"]
+    steps = loss_steps(pg_engine, run_id)
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 4  # flushed rows kept, once each
+    assert _row(pg_engine, run_id).checkpoint_path == str(data_dir / "checkpoints" / run_id)
+
+
+def test_kill_9_of_the_whole_worker_is_requeued_from_the_checkpoint(
+    scaleout: ProcessKeeper, scaleout_api: Api, pg_engine: Engine, data_dir: Path
+) -> None:
+    first = scaleout.worker()
+    run_id = scaleout_api.submit(tiny_config("optim.max_steps=16", "checkpoint_every=2"))
+    scaleout_api.wait_step(run_id, 4, 120)
+    os.killpg(first.process.pid, signal.SIGKILL)  # worker, supervisor thread and trainer at once
+    first.process.wait()
+    wait_for(lambda: not trainer_pids(data_dir, run_id), 10, "the trainer to die with its worker")
+    assert scaleout_api.run(run_id)["status"] == "running"  # nobody noticed yet
+    scaleout.worker(ALIGNSCOPE_STALE_AFTER_S="8")  # its reconciler re-queues, it resumes
+    run = scaleout_api.wait(run_id, FINAL, 180)
+    assert (run["status"], run["attempt"]) == ("succeeded", 2), run["error"]
+    assert loss_steps(pg_engine, run_id) == list(range(1, 17))
+    assert (data_dir / "logs" / run_id / "attempt-2.log").read_text().count("Traceback") == 0
+
+
+def test_a_redis_restart_mid_run_loses_nothing(
+    scaleout: ProcessKeeper, scaleout_api: Api, pg_engine: Engine
+) -> None:
+    scaleout.worker()
+    run_id = scaleout_api.submit(tiny_config("optim.max_steps=20"))
+    scaleout_api.wait_step(run_id, 3, 120)
+    try:
+        subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], check=False, timeout=10)
+        time.sleep(2)
+    finally:
+        ensure_redis()
+    run = scaleout_api.wait(run_id, FINAL, 120)
+    assert (run["status"], run["attempt"]) == ("succeeded", 1), run["error"]
+    assert loss_steps(pg_engine, run_id) == list(range(1, 21))
+    after = scaleout_api.submit(tiny_config("optim.max_steps=2"))  # the worker consumes again
+    assert scaleout_api.wait(after, FINAL, 120)["status"] == "succeeded"
+
+
+def test_postgres_refusing_connections_for_20_s_is_ridden_out(
+    scaleout: ProcessKeeper, scaleout_api: Api, pg_engine: Engine, pg_database_url: str
+) -> None:
+    scaleout.worker()
+    run_id = scaleout_api.submit(tiny_config("optim.max_steps=40"))
+    scaleout_api.wait_step(run_id, 3, 120)
+    name = make_url(pg_database_url).database
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        try:
+            admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name])
+            began = time.time()
+            time.sleep(20)
+        finally:
+            admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+        ended = time.time()
+    run = scaleout_api.wait(run_id, FINAL, 150)
+    assert (run["status"], run["attempt"]) == ("succeeded", 1), run["error"]
+    assert loss_steps(pg_engine, run_id) == list(range(1, 41))
+    stmt = select(metric_points.c.wall_time).where(
+        metric_points.c.run_id == run_id, metric_points.c.key == mk.TRAIN_LOSS
+    )
+    with pg_engine.connect() as conn:
+        times = list(conn.execute(stmt).scalars())
+    assert any(began < t < ended for t in times)  # trained during the outage, rows back-filled
