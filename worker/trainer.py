@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import signal
 import sys
@@ -55,8 +56,10 @@ def execute(engine: Engine, run_id: str, attempt: int, console: bool = False) ->
     if row is None:
         raise LookupError(f"run {run_id} does not exist")
     config = RunConfig.model_validate_json(row.config)
-    with engine.begin() as conn:
-        runs.set_environment(conn, run_id, attempt, json.dumps(environment(config)))
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes the store
+    if main_rank:
+        with engine.begin() as conn:
+            runs.set_environment(conn, run_id, attempt, json.dumps(environment(config)))
     db_sink = DbSink(engine, run_id, attempt, total_steps=config.optim.max_steps)
     bar = ConsoleSink(config.optim.max_steps, config.name) if console else None
     interrupted = _interrupt_flag() if console else (lambda: False)
@@ -77,6 +80,8 @@ def execute(engine: Engine, run_id: str, attempt: int, console: bool = False) ->
     finally:
         if bar:
             bar.close()
+    if not main_rank:
+        return summary
     db_sink.close()
     with engine.begin() as conn:
         if summary.checkpoint:

@@ -11,7 +11,6 @@ from backend.settings import get_settings
 from backend.storage import runs
 from backend.storage.db import init_db
 from contracts.pairs import DatasetError
-from worker.trainer import execute
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -23,6 +22,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from worker.trainer import execute  # torch and transformers load only for this command
+
     try:
         config = load_config(args.config, args.overrides)
     except ConfigError as exc:

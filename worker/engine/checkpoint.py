@@ -42,12 +42,20 @@ def save_checkpoint(folder: Path, model: nn.Module, state: dict[str, Any]) -> Pa
     tensors = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
     save_file(_dedupe_shared(tensors), tmp / MODEL_FILE)
     torch.save({**state, "rng": rng_state()}, tmp / STATE_FILE)
+    old = folder.with_name(folder.name + ".old")
+    if folder.exists():
+        _remove(old)
+        folder.rename(old)  # the previous checkpoint stays whole until the new one is in place
+    tmp.rename(folder)
+    _remove(old)
+    return folder
+
+
+def _remove(folder: Path) -> None:
     if folder.exists():
         for child in folder.iterdir():
             child.unlink()
         folder.rmdir()
-    tmp.rename(folder)
-    return folder
 
 
 def _dedupe_shared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -70,5 +78,11 @@ def load_checkpoint(folder: Path, model: nn.Module) -> dict[str, Any]:
 
 
 def has_checkpoint(folder: Path | None) -> bool:
-    """True when ``folder`` holds a complete checkpoint."""
-    return folder is not None and (folder / MODEL_FILE).is_file() and (folder / STATE_FILE).is_file()
+    """True when ``folder`` holds a complete checkpoint; a kill between the two renames of
+    ``save_checkpoint`` is repaired by putting the previous checkpoint back."""
+    if folder is None:
+        return False
+    old = folder.with_name(folder.name + ".old")
+    if not folder.exists() and (old / STATE_FILE).is_file():
+        old.rename(folder)
+    return (folder / MODEL_FILE).is_file() and (folder / STATE_FILE).is_file()
