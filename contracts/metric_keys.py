@@ -72,3 +72,26 @@ PAIR_COLUMNS: tuple[str, ...] = (
     "m0",
     "sigma",
 )
+
+# Win rates (evaluation.py): one key per opponent and sampling temperature, e.g. eval/win_rate/chosen/T=0.5;
+# the interval and the judgments are stored as EvalRecord/Judgment rows.
+EVAL_WIN_RATE_PREFIX = "eval/win_rate"
+
+
+def eval_win_rate(opponent: str, temperature: float) -> str:
+    """The win-rate key of ``opponent`` at sampling temperature ``temperature`` (shortest float form)."""
+    return f"{EVAL_WIN_RATE_PREFIX}/{opponent}/T={temperature:g}"
+
+
+# Probe sets (SCIENCE.md §C.5 D3): mean per-token log-ratio (s_θ − s_ref)/n of each response group.
+PROBE_LOGRATIO_CHOSEN = "probe/logratio/chosen"
+PROBE_LOGRATIO_REJECTED = "probe/logratio/rejected"
+PROBE_LOGRATIO_UNSEEN = "probe/logratio/unseen"
+PROBE_LOGRATIO_MISMATCH = "probe/logratio/mismatch"
+
+# Bradley–Terry reward-model training (`alignscope train-rm`): r_w, r_l are the model's rewards.
+RM_LOSS = "rm/loss"  # mean −log σ(r_w − r_l) over the step's pairs
+RM_ACCURACY = "rm/accuracy"  # mean [r_w > r_l]
+RM_MARGIN = "rm/margin"  # mean r_w − r_l
+RM_EVAL_LOSS = "rm/eval/loss"
+RM_EVAL_ACCURACY = "rm/eval/accuracy"

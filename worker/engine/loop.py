@@ -27,6 +27,7 @@ from worker.alignment.diagnostics import ThreeDMonitor
 from worker.engine import distributed as dist
 from worker.engine.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from worker.engine.data import PairSampler
+from worker.engine.eval_hooks import EvalHooks
 from worker.engine.families import Family, build_family
 from worker.engine.objective import ObjectiveOutput, PairScores, calibrator_for, micro_batch_objective
 from worker.engine.optimizers import make_optimizer, warmup_schedule
@@ -85,10 +86,12 @@ class Trainer:
         self.micro_global = config.optim.micro_batch_size
         if self.micro_global % self.world.size:
             raise ValueError("optim.micro_batch_size must be divisible by the number of processes")
+        self.hooks = EvalHooks.build(config, self.family, self.sink, self.world)
         if has_checkpoint(checkpoint_dir):
             self._restore()
         else:
             self.sink.texts(self.family.texts())
+            self.hooks.prepare()
 
     # ------------------------------------------------------------------------------ checkpoints
     def _state(self) -> dict:
@@ -100,6 +103,7 @@ class Trainer:
             "monitor": self.monitor.state_dict(),
             "sampler": self.sampler.state_dict(),
             "generator": self.generator.get_state(),
+            "hooks": self.hooks.state_dict(),
         }
 
     def save(self) -> str | None:
@@ -121,6 +125,7 @@ class Trainer:
         self.monitor.load_state_dict(state["monitor"])
         self.sampler.load_state_dict(state["sampler"])
         self.generator.set_state(state["generator"])
+        self.hooks.load_state_dict(state.get("hooks", {}))
         self.sink.status(f"resumed from step {self.step}", self.step / self.config.optim.max_steps)
 
     # ------------------------------------------------------------------------------- one step
@@ -241,6 +246,7 @@ def train(
                 return RunSummary("failed", trainer.step, values, message, alerts=_alerts(trainer))
             trainer.apply()
             trainer.sink.status(f"step {step}/{max_steps}", step / max_steps)
+            trainer.hooks.after_step(step, final=step == max_steps)
             every = config.checkpoint_every
             if every and step % every == 0:
                 trainer.save()
