@@ -79,3 +79,24 @@ def test_smollm2_loads_from_the_package_and_trains_a_few_steps(
     assert len(loss) == 2 and loss[0] == pytest.approx(0.6931, abs=1e-3)  # policy == reference at step 1
     logps = values(sink, mk.LOGPS_CHOSEN)
     assert all(-500 < v < 0 for v in logps)  # real sequence log-probs of a real model
+
+
+def test_a_local_pretrained_directory_trains_and_pickle_weights_are_refused(tmp_path: Path) -> None:
+    from worker.engine.models import ModelLoadError, load_policy
+
+    model, tokenizer = load_policy(small("tiny-dpo").model, seed=0)
+    folder = tmp_path / "saved"
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    sink = ListSink()
+    summary = train(
+        small("tiny-dpo", "model.source=pretrained", f"model.path={folder}", "optim.max_steps=2"), sink
+    )
+    assert summary.status == "succeeded"
+    assert values(sink, mk.TRAIN_LOSS)[0] == pytest.approx(0.6931, abs=1e-4)
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "config.json").write_text((folder / "config.json").read_text())
+    (pickled / "pytorch_model.bin").write_bytes(b"not loaded")
+    with pytest.raises(ModelLoadError, match="safetensors"):
+        load_policy(small("tiny-dpo", "model.source=pretrained", f"model.path={pickled}").model, seed=0)

@@ -59,11 +59,18 @@ def test_sigterm_mid_run_ends_every_process_and_the_next_serve_resumes_it(
     port = free_port()
     serve = keeper.serve(port, **fast)
     api = Api(port)
-    run_id = api.submit(tiny_config("optim.max_steps=16", "checkpoint_every=2"))
+    run_id = api.submit(tiny_config("optim.max_steps=64", "checkpoint_every=2"))  # long enough to be mid-run
     api.wait_step(run_id, 4, 150)
+    engine = make_engine(f"sqlite:///{data_dir / 'alignscope.db'}")
+
+    def checkpoint_recorded() -> bool:
+        with engine.connect() as conn:
+            row = runs.get_run(conn, run_id)
+        return row is not None and row.checkpoint_path is not None
+
+    wait_for(checkpoint_recorded, 30, "the checkpoint to be recorded")
     assert serve.stop(signal.SIGTERM, timeout=90) == 0
     wait_for(lambda: not pids_using(data_dir), 30, "serve, its worker and the trainer to exit")
-    engine = make_engine(f"sqlite:///{data_dir / 'alignscope.db'}")
     with engine.connect() as conn:
         row = runs.get_run(conn, run_id)
     assert row is not None and row.status == "running"  # left to the reconciler, checkpoint recorded
@@ -72,5 +79,5 @@ def test_sigterm_mid_run_ends_every_process_and_the_next_serve_resumes_it(
     keeper.serve(port, **fast)
     run = Api(port).wait(run_id, FINAL, 180)
     assert (run["status"], run["attempt"]) == ("succeeded", 2), run["error"]
-    assert loss_steps(engine, run_id) == list(range(1, 17))
+    assert loss_steps(engine, run_id) == list(range(1, 65))
     engine.dispose()

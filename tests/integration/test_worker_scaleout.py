@@ -104,8 +104,9 @@ def test_kill_9_of_the_whole_worker_is_requeued_from_the_checkpoint(
     scaleout: ProcessKeeper, scaleout_api: Api, pg_engine: Engine, data_dir: Path
 ) -> None:
     first = scaleout.worker()
-    run_id = scaleout_api.submit(tiny_config("optim.max_steps=16", "checkpoint_every=2"))
+    run_id = scaleout_api.submit(tiny_config("optim.max_steps=64", "checkpoint_every=2"))
     scaleout_api.wait_step(run_id, 4, 120)
+    wait_for(lambda: _row(pg_engine, run_id).checkpoint_path is not None, 30, "the checkpoint to be recorded")
     os.killpg(first.process.pid, signal.SIGKILL)  # worker, supervisor thread and trainer at once
     first.process.wait()
     wait_for(lambda: not trainer_pids(data_dir, run_id), 10, "the trainer to die with its worker")
@@ -113,7 +114,7 @@ def test_kill_9_of_the_whole_worker_is_requeued_from_the_checkpoint(
     scaleout.worker(ALIGNSCOPE_STALE_AFTER_S="8")  # its reconciler re-queues, it resumes
     run = scaleout_api.wait(run_id, FINAL, 180)
     assert (run["status"], run["attempt"]) == ("succeeded", 2), run["error"]
-    assert loss_steps(pg_engine, run_id) == list(range(1, 17))
+    assert loss_steps(pg_engine, run_id) == list(range(1, 65))
     assert (data_dir / "logs" / run_id / "attempt-2.log").read_text().count("Traceback") == 0
 
 

@@ -110,6 +110,10 @@ class Trainer:
         """Writes a checkpoint (main rank only) and returns its folder."""
         if self.checkpoint_dir is None:
             return None
+        try:
+            self.sink.flush()  # a run resumed from this checkpoint then has every metric up to it
+        except Exception as exc:  # the store is down: keep training; the sink back-fills later
+            self.sink.status(f"checkpoint at step {self.step} written before its metrics were stored: {exc}")
         if self.world.is_main:
             save_checkpoint(self.checkpoint_dir, self.family.policy, self._state())
         return str(self.checkpoint_dir)

@@ -40,6 +40,9 @@ class ListSink:
     def status(self, message: str, progress: float | None = None) -> None:
         self.messages.append((message, progress))
 
+    def flush(self) -> None:
+        return None
+
     def series(self, key: str) -> list[tuple[int, float]]:
         """(step, value) of one key in emission order."""
         return [(p.step, p.value) for p in self.point_list if p.key == key]
@@ -65,6 +68,9 @@ class NullSink:
         return None
 
     def status(self, message: str, progress: float | None = None) -> None:
+        return None
+
+    def flush(self) -> None:
         return None
 
 
@@ -102,6 +108,9 @@ class ConsoleSink:
         if progress is None or "alert" in message or "stopped" in message or "failed" in message:
             self._bar.write(message)
 
+    def flush(self) -> None:
+        return None
+
     def close(self) -> None:
         self._bar.close()
 
@@ -131,3 +140,7 @@ class TeeSink:
     def status(self, message: str, progress: float | None = None) -> None:
         for sink in self._sinks:
             sink.status(message, progress)  # type: ignore[attr-defined]
+
+    def flush(self) -> None:
+        for sink in self._sinks:
+            sink.flush()  # type: ignore[attr-defined]
