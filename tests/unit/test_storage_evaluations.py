@@ -7,25 +7,9 @@ import math
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from backend.storage import evaluations, runs
-from backend.storage.db import init_db
+from backend.storage import evaluations
 from backend.storage.fencing import StaleAttempt
 from contracts.events import EvalRecord, Judgment
-
-
-@pytest.fixture
-def engine(tmp_path):
-    engine = init_db(f"sqlite:///{tmp_path / 'alignscope.db'}")
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def run_id(engine):
-    with engine.begin() as conn:
-        run_id = runs.create_run(conn, "{}", "run", None, None)
-        runs.claim_run(conn, run_id, 1)
-    return run_id
 
 
 def _judgment(step, item, verdict="win", judge="exact", temperature=0.7) -> Judgment:

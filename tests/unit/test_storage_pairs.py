@@ -7,26 +7,10 @@ import math
 import pytest
 from sqlalchemy import update
 
-from backend.storage import pairs, runs
-from backend.storage.db import init_db
+from backend.storage import pairs
 from backend.storage.fencing import StaleAttempt
 from backend.storage.tables import runs as runs_table
 from contracts.events import PairRecord, PairText
-
-
-@pytest.fixture
-def engine(tmp_path):
-    engine = init_db(f"sqlite:///{tmp_path / 'alignscope.db'}")
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def run_id(engine):
-    with engine.begin() as conn:
-        run_id = runs.create_run(conn, "{}", "run", None, None)
-        runs.claim_run(conn, run_id, 1)
-    return run_id
 
 
 def _rec(step, pair_id, discrepancy, kept=True, m0=0.0, sigma=1.0, micro_batch=0) -> PairRecord:
