@@ -6,24 +6,13 @@ import pytest
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
+from tests.engine.neox import one_layer_neox
 from worker.engine.generation import encode_prompt, sample
 
 
 @pytest.fixture(scope="module")
 def model(tiny_tokenizer) -> GPTNeoXForCausalLM:
-    torch.manual_seed(0)
-    config = GPTNeoXConfig(
-        vocab_size=len(tiny_tokenizer),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        eos_token_id=0,
-        pad_token_id=1,
-        bos_token_id=2,
-    )
-    return GPTNeoXForCausalLM(config).eval()
+    return one_layer_neox(tiny_tokenizer, max_position_embeddings=128, bos_token_id=2).eval()
 
 
 def prompts(tokenizer) -> list[list[int]]:

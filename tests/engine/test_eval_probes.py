@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+from transformers import GPTNeoXForCausalLM
 
 from backend.config_files import apply_overrides, load_preset, validate
 from contracts import metric_keys as mk
 from contracts.config import ProbeConfig
+from tests.engine.neox import one_layer_neox
 from worker.engine.data import TokenizedPair
 from worker.engine.loop import train
 from worker.engine.probes import ProbeSet, probe_batch
@@ -36,17 +37,7 @@ def items(tokenizer) -> list[TokenizedPair]:
 
 @pytest.fixture
 def model(tiny_tokenizer) -> GPTNeoXForCausalLM:
-    torch.manual_seed(0)
-    config = GPTNeoXConfig(
-        vocab_size=len(tiny_tokenizer),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        intermediate_size=64,
-        eos_token_id=0,
-        pad_token_id=1,
-    )
-    return GPTNeoXForCausalLM(config)
+    return one_layer_neox(tiny_tokenizer)
 
 
 def test_groups_and_zero_log_ratios_before_any_update(model, tiny_tokenizer) -> None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
-
 from contracts.config import ConstructedDataSpec, DataConfig
 from contracts.pairs import read_rows
+from tests.engine.neox import one_layer_neox
 from worker.engine.data import load_pairs
 from worker.engine.judges import RuleJudge, Verdict, by_score
 from worker.engine.scenarios import SamplingSpec, build_scenarios, copeland_order, write_jsonl
@@ -32,17 +30,7 @@ def test_copeland_order_by_hand() -> None:
 
 
 def test_scenario_rows_have_the_right_sources_and_a_real_preference(tiny_tokenizer, tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    config = GPTNeoXConfig(
-        vocab_size=len(tiny_tokenizer),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        intermediate_size=64,
-        eos_token_id=0,
-        pad_token_id=1,
-    )
-    policy = GPTNeoXForCausalLM(config)
+    policy = one_layer_neox(tiny_tokenizer)
     data = DataConfig(constructed=ConstructedDataSpec(tasks=("sort",), num_pairs=12, high_gap_fraction=1.0))
     items = load_pairs(data, tiny_tokenizer).train
     judge = RuleJudge()
