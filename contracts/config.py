@@ -8,6 +8,8 @@ inverse nats (DPO's β), α in u-units (SCIENCE.md "Product decisions" 1).
 
 from __future__ import annotations
 
+import re
+import sys
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -88,12 +90,17 @@ class ReferenceConfig(Frozen):
 
 
 class ConstructedDataSpec(Frozen):
-    """Preference pairs the project builds itself (labelled as constructed): tasks with a known answer."""
+    """Preference pairs the project builds itself (labelled as constructed): tasks with a known answer.
 
-    tasks: tuple[Literal["arithmetic", "copy", "sort"], ...] = ("arithmetic", "copy", "sort")
+    ``next_line`` is built from real text (the Python reference shipped with Python itself): the prompt
+    is ``context_lines`` consecutive lines, chosen the true next line.
+    """
+
+    tasks: tuple[Literal["arithmetic", "copy", "sort", "next_line"], ...] = ("arithmetic", "copy", "sort")
     num_pairs: int = Field(512, ge=4, le=1_000_000)
     high_gap_fraction: float = Field(0.5, ge=0.0, le=1.0)
     seed: int = Field(0, ge=0)
+    context_lines: int = Field(2, ge=1, le=8)
 
 
 class DataConfig(Frozen):
@@ -260,23 +267,56 @@ class DiagnosticsConfig(Frozen):
     pair_records: bool = True
 
 
+ENTRY_POINT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+MAX_PRICE_PER_MILLION = 10_000.0
+
+
 class JudgeConfig(Frozen):
     """Who decides which of two responses is better.
 
     ``reward_model``: a local sequence-classification model directory (``path``; safetensors only),
     higher score wins; ``rule``: the constructed tasks' ground-truth rule (a response that is exactly
-    right beats one that is not); ``openai``: an OpenAI-compatible chat-completions endpoint
+    right beats one that is not), or, with ``entry_point`` ("package.module:function", a module
+    importable in the worker's environment, never a file path), the user's own scoring function
+    (worker.engine.custom_judge); ``openai``: an OpenAI-compatible chat-completions endpoint
     (``base_url``, ``model``, key read from the environment variable ``api_key_env``), asked in both
-    orders to cancel position bias.
+    orders to cancel position bias, its cost counted at ``usd_per_million_input_tokens`` and
+    ``usd_per_million_output_tokens`` (0 = unknown or free).
     """
 
     kind: Literal["reward_model", "rule", "openai"] = "rule"
     path: str | None = Field(None, max_length=4096)
+    entry_point: str | None = Field(None, max_length=190)
     base_url: str | None = Field(None, max_length=2048)
     model: str | None = Field(None, max_length=200)
     api_key_env: str = Field("OPENAI_API_KEY", max_length=100, pattern=r"^[A-Z_][A-Z0-9_]*$")
     requests_per_minute: int = Field(60, ge=1, le=100_000)
     max_retries: int = Field(3, ge=0, le=20)
+    usd_per_million_input_tokens: float = Field(0.0, ge=0.0, le=MAX_PRICE_PER_MILLION)
+    usd_per_million_output_tokens: float = Field(0.0, ge=0.0, le=MAX_PRICE_PER_MILLION)
+
+    @field_validator("entry_point")
+    @classmethod
+    def _entry_point_form(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if "/" in value or "\\" in value or value.endswith(".py"):
+            raise ValueError(
+                f"'{value}' looks like a file path; file paths are not accepted: make the file part of a "
+                "package importable in the worker's environment (installed, or on its PYTHONPATH) and "
+                "write 'package.module:function'"
+            )
+        if not ENTRY_POINT.fullmatch(value):
+            raise ValueError(
+                f"'{value}' is not of the form 'package.module:function' (dotted module name, a colon, "
+                "then the function's name)"
+            )
+        top = value.split(".", 1)[0].split(":", 1)[0]
+        if top in sys.stdlib_module_names or top == "builtins":
+            raise ValueError(
+                f"'{top}' is a standard-library module; name a rule-judge function in your own package"
+            )
+        return value
 
     @model_validator(mode="after")
     def _fields(self) -> JudgeConfig:
@@ -284,6 +324,16 @@ class JudgeConfig(Frozen):
             raise ValueError("evaluation.judge.path is required for a reward_model judge")
         if self.kind == "openai" and not (self.base_url and self.model):
             raise ValueError("evaluation.judge.base_url and evaluation.judge.model are required for openai")
+        if self.entry_point and self.kind != "rule":
+            raise ValueError(
+                "evaluation.judge.entry_point applies only to kind 'rule'; remove it or set kind: rule"
+            )
+        priced = self.usd_per_million_input_tokens or self.usd_per_million_output_tokens
+        if priced and self.kind != "openai":
+            raise ValueError(
+                "evaluation.judge.usd_per_million_input_tokens/_output_tokens apply only to kind "
+                "'openai'; set them to 0 or use an openai judge"
+            )
         return self
 
 

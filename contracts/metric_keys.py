@@ -95,3 +95,11 @@ RM_ACCURACY = "rm/accuracy"  # mean [r_w > r_l]
 RM_MARGIN = "rm/margin"  # mean r_w − r_l
 RM_EVAL_LOSS = "rm/eval/loss"
 RM_EVAL_ACCURACY = "rm/eval/accuracy"
+
+# Judge usage (evaluation.py), running totals over the run, emitted at each evaluation by judges that
+# count it (the OpenAI-compatible judge): requests sent (retries included), tokens from the endpoint's
+# ``usage``, and cost in US dollars at evaluation.judge.usd_per_million_{input,output}_tokens.
+EVAL_JUDGE_REQUESTS = "eval/judge/requests"
+EVAL_JUDGE_PROMPT_TOKENS = "eval/judge/prompt_tokens"
+EVAL_JUDGE_COMPLETION_TOKENS = "eval/judge/completion_tokens"
+EVAL_JUDGE_COST_USD = "eval/judge/cost_usd"

