@@ -49,6 +49,10 @@ export const K = Object.freeze({
   probeRejected: "probe/logratio/rejected",
   probeUnseen: "probe/logratio/unseen",
   probeMismatch: "probe/logratio/mismatch",
+  judgeRequests: "eval/judge/requests",
+  judgePromptTokens: "eval/judge/prompt_tokens",
+  judgeCompletionTokens: "eval/judge/completion_tokens",
+  judgeCostUsd: "eval/judge/cost_usd",
 });
 
 export const WIN_RATE_PREFIX = "eval/win_rate/";

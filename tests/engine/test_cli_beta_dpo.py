@@ -83,3 +83,17 @@ def test_bad_config_names_the_field(tmp_path: Path) -> None:
     result = cli(["train", "tiny-dpo", "--set", "optim.lr=1e10", "--set", "nosuch.key=1"], tmp_path)
     assert result.returncode == 2
     assert "optim.lr" in result.stderr and "nosuch" in result.stderr
+
+
+def test_a_rule_judge_that_cannot_be_imported_is_refused_before_the_run_is_recorded(tmp_path: Path) -> None:
+    judge = [
+        "--set",
+        "evaluation.judge.kind=rule",
+        "--set",
+        "evaluation.judge.entry_point=no_such_package.judges:score",
+    ]
+    result = cli(["train", "tiny-dpo", *judge], tmp_path)
+    assert result.returncode == 2
+    assert "evaluation.judge.entry_point" in result.stderr and "no_such_package" in result.stderr
+    runs = cli(["runs"], tmp_path)
+    assert runs.returncode == 0 and "tiny-dpo" not in runs.stdout

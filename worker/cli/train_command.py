@@ -29,6 +29,15 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"invalid config:\n{exc}", file=sys.stderr)
         return 2
+    entry_point = config.evaluation.judge.entry_point
+    if entry_point:  # a user's rule judge: refuse it before anything is recorded or loaded
+        from worker.engine.custom_judge import EntryPointError, load_rule_function
+
+        try:
+            load_rule_function(entry_point)
+        except EntryPointError as exc:
+            print(f"invalid config:\n{exc}", file=sys.stderr)
+            return 2
     engine = init_db(get_settings().database_url)
     with engine.begin() as conn:
         run_id = runs.create_run(conn, config.model_dump_json(), config.name, config.preset, config.group)

@@ -3,6 +3,21 @@
 
 import { baseLayout, draw, PALETTE } from "../charts.js";
 import { h } from "../dom.js";
+import { K } from "../keys.js";
+
+export const JUDGE_KEYS = [K.judgeRequests, K.judgePromptTokens, K.judgeCompletionTokens, K.judgeCostUsd];
+
+/** "Judge: 12 requests · 1,200 + 84 tokens · $0.00192" from the eval/judge/* series ("" when absent). */
+export function judgeUsage(series) {
+  const last = (key) => series[key]?.values?.at(-1) ?? null;
+  const requests = last(K.judgeRequests);
+  if (requests === null) return "";
+  const tokens = (key) => Math.round(last(key) ?? 0).toLocaleString("en-US");
+  const cost = last(K.judgeCostUsd);
+  const price = cost ? ` · $${cost.toPrecision(3)}` : " · cost unknown (no prices in evaluation.judge)";
+  return `Judge: ${Math.round(requests)} requests · ${tokens(K.judgePromptTokens)} prompt + `
+    + `${tokens(K.judgeCompletionTokens)} completion tokens${price}`;
+}
 
 /** Win rates: vs temperature when evaluated at one step, else over steps with one trace per temperature. */
 export async function drawWinRates(node, records) {

@@ -6,7 +6,7 @@ import { h, replace } from "../dom.js";
 import { K, label } from "../keys.js";
 import { alertList, slopeReadout } from "./alerts.js";
 import { DiscrepancyPanel } from "./discrepancy.js";
-import { drawWinRates } from "./evals.js";
+import { drawWinRates, JUDGE_KEYS, judgeUsage } from "./evals.js";
 
 const DISCREPANCY_NOTE = "Bands: 10–90 % and 25–75 % of M over the step's pairs; line: median. Orange: "
   + "M0 ± 2σ — β-guided filtering keeps pairs near M0 (weight exp(−(M−M0)²/2σ²)). Red ×: filtered pairs "
@@ -64,14 +64,21 @@ export function discrepancySection(panels, runId, onStep) {
   return new DiscrepancyPanel(node, runId, onStep, () => { panels.get("discrepancy").hidden = false; });
 }
 
-/** Win rates by temperature (shown once the run has evaluations). */
+/** Win rates by temperature (shown once the run has evaluations), with the judge's usage and cost
+ * (the eval/judge/* running totals an OpenAI-compatible judge records). */
 export function winRateSection(panels, runId, api) {
   const node = h("div", { class: "chart", id: "chart-evals" });
-  panel(panels, "evals", false, node);
+  const usage = h("p", { class: "note", id: "judge-usage", hidden: true });
+  panel(panels, "evals", false, node, usage);
   return async () => {
     const records = await api.evaluations(runId).catch(() => []);
     panels.get("evals").hidden = records.length === 0;
-    if (records.length) await drawWinRates(node, records);
+    if (!records.length) return;
+    await drawWinRates(node, records);
+    const totals = await api.metrics(runId, JUDGE_KEYS, 10).catch(() => null);
+    const text = judgeUsage(totals?.series ?? {});
+    usage.hidden = !text;
+    usage.textContent = text;
   };
 }
 
