@@ -17,9 +17,12 @@ Plotly (the page fetches ``/api/compare`` with ``max_points=1000``, so each trac
 server-downsampled points; one request per metric, in parallel). The median over the repeats is the
 figure. It splits into ``data_ms`` (navigation start → the last ``/api/compare`` reply received, from
 the browser's resource timing: page load plus server time) and ``draw_ms`` (the rest: JSON parsing
-and Plotly drawing); ``plotly_ms`` is when the 4.8 MB Plotly.js (loaded async, in parallel with the
-requests) finished evaluating. Target: render_ms < 2000 (the issue's figure). The last line on
-stdout is one JSON object.
+and Plotly drawing); ``plotly_ms`` is when Plotly.js (loaded async, in parallel with the requests)
+finished evaluating: the 1.4 MB partial bundle ``frontend/vendor/plotly-custom-4.1.1.min.js``
+(scatter, scattergl and histogram only, built by ``scripts/build-plotly-bundle``), which replaced the
+full 4.8 MB bundle whose evaluation alone took 1.5–2 s. Target: render_ms < 2000 (the issue's
+figure). ``loadavg_1min`` is the machine's load at the end: on a shared machine, compare runs taken
+at similar loads. The last line on stdout is one JSON object.
 """
 
 from __future__ import annotations

@@ -9,10 +9,11 @@ Run from the repository root::
 Workload: a training run's metric stream as the engine emits it, ``--keys`` scalar keys per step
 (default 50) for as many steps as make ``--rows`` rows.
 
-- ours: ``DbSink(engine, run_id, 1)`` with its defaults (a write every 5,000 rows, ``--batch-rows``,
-  or every second; one transaction per chunk with the fenced insert and the heartbeat), ``points()``
-  called once per step with that step's points, then ``close()``; timed from the first ``points()``
-  to the end of ``close()``, so every row is committed. The run row is created and claimed before (untimed).
+- ours: ``DbSink(engine, run_id, 1)`` with its defaults (a write every 50,000 rows, ``--batch-rows``,
+  or every second; one transaction per chunk with the fenced insert, the rollups and the heartbeat),
+  ``points()`` called once per step with that step's points, then ``close()``; timed from the first
+  ``points()`` to the end of ``close()``, so every row is committed. The run row is created and
+  claimed before (untimed).
 - MLflow: ``SqlAlchemyStore(db_uri, artifact_root).log_batch(run_id, metrics, [], [])`` with 1,000
   metrics per call (MLflow's cap, ``MAX_METRICS_PER_BATCH``: 20 steps × 50 keys), on ``--mlflow-rows``
   rows (default a tenth of ``--rows``: it is the slower side, and rows/s is what is compared); timed
@@ -23,8 +24,10 @@ system's defaults: ours WAL + synchronous=NORMAL, MLflow's SQLAlchemy defaults),
 databases ``as_bench_<random>`` created on the local server and dropped at the end (PostgreSQL is
 skipped, its figures null, when the server is unreachable). Every repeat logs a new run, the two
 sides alternating; the figure of each side is the median over ``--repeats``. Progress goes to
-stderr; the last line on stdout is one JSON object with rows/s of each side and ``ratio_* = ours /
-MLflow`` (targets: ratio ≥ 5 and ours ≥ 200,000 rows/s).
+stderr; the last line on stdout is one JSON object with rows/s of each side, ``ratio_* = ours /
+MLflow`` (targets: ratio ≥ 5 and ours ≥ 200,000 rows/s), ``meets_targets``, each repeat's figures
+(``samples``) and ``loadavg_1min`` before and after: on a shared machine a load above its core count
+makes every figure low and noisy.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -52,6 +56,7 @@ from worker.db_sink import DbSink
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
 MLFLOW_BATCH = 1000
+TARGETS = {"ratio": 5.0, "rows_s": 200_000}
 
 
 def steps_of(rows: int, keys: int) -> Iterator[list[tuple[str, int, float]]]:
@@ -61,14 +66,16 @@ def steps_of(rows: int, keys: int) -> Iterator[list[tuple[str, int, float]]]:
         yield [(name, step, 1.0 / (step + k)) for k, name in enumerate(names)]
 
 
-def ours(url: str, rows: int, keys: int, batch_rows: int = 5000) -> float:
-    """Rows/s through DbSink (writing every ``batch_rows`` rows) into the database at ``url``."""
+def ours(url: str, rows: int, keys: int, batch_rows: int | None = None) -> float:
+    """Rows/s through DbSink (writing every ``batch_rows`` rows, None: its default) into the database
+    at ``url``."""
     engine = init_db(url)
     with engine.begin() as conn:
         run_id = runs.create_run(conn, "{}", "bench", None, None)
         runs.claim_run(conn, run_id, 1)
     batches = [[MetricPoint(k, s, v, time.time()) for k, s, v in step] for step in steps_of(rows, keys)]
-    sink = DbSink(engine, run_id, 1, batch_rows=batch_rows, total_steps=len(batches))
+    batching = {} if batch_rows is None else {"batch_rows": batch_rows}
+    sink = DbSink(engine, run_id, 1, total_steps=len(batches), **batching)
     started = time.perf_counter()
     for batch in batches:
         sink.points(batch)
@@ -120,16 +127,21 @@ def pg_databases(count: int) -> Iterator[list[str] | None]:
 
 def compare(
     kind: str, our_url: str, mlflow_url: str, artifacts: Path, args: argparse.Namespace
-) -> tuple[float, float]:
-    """(ours, MLflow) median rows/s on one database kind, the two sides alternating per repeat."""
+) -> dict[str, list[float]]:
+    """Rows/s of each side ("DbSink", "MLflow") per repeat on one database kind, alternating."""
     mlflow_rows = args.mlflow_rows or args.rows // 10
     figures: dict[str, list[float]] = {"DbSink": [], "MLflow": []}
     for index in range(args.repeats):
         figures["DbSink"].append(ours(our_url, args.rows, args.keys, args.batch_rows))
         figures["MLflow"].append(mlflow(mlflow_url, artifacts, mlflow_rows, args.keys))
+        load = os.getloadavg()[0]
         for side, values in figures.items():
-            print(f"{kind} {side} #{index + 1}: {values[-1]:,.0f} rows/s", file=sys.stderr, flush=True)
-    return statistics.median(figures["DbSink"]), statistics.median(figures["MLflow"])
+            print(
+                f"{kind} {side} #{index + 1}: {values[-1]:,.0f} rows/s (load {load:.2f})",
+                file=sys.stderr,
+                flush=True,
+            )
+    return figures
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -138,30 +150,48 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--mlflow-rows", type=int, default=0, help="rows per MLflow measurement")
     parser.add_argument("--keys", type=int, default=50, help="metric keys per step")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-rows", type=int, default=5000, help="DbSink batch_rows (its default)")
+    parser.add_argument("--batch-rows", type=int, default=None, help="DbSink batch_rows (default: its own)")
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)
     warnings.simplefilter("ignore")
     result: dict[str, object] = {"bench": "ingest"}
+    load_before = os.getloadavg()[0]
+    samples: dict[str, dict[str, list[float]] | None] = {}
     with tempfile.TemporaryDirectory(prefix="alignscope-ingest-") as tmp:
         folder = Path(tmp)
-        sqlite = compare(
-            "sqlite", f"sqlite:///{folder / 'ours.db'}", f"sqlite:///{folder / 'mlflow.db'}", folder, args
-        )
-        result.update(_figures("sqlite", *sqlite))
+        sqlite_urls = (f"sqlite:///{folder / 'ours.db'}", f"sqlite:///{folder / 'mlflow.db'}")
+        samples["sqlite"] = compare("sqlite", *sqlite_urls, folder, args)
         with pg_databases(2) as urls:
-            pg = compare("postgresql", urls[0], urls[1], folder, args) if urls else (None, None)
-        result.update(_figures("pg", *pg))
+            samples["pg"] = compare("postgresql", urls[0], urls[1], folder, args) if urls else None
+    for kind, figures in samples.items():
+        result.update(_figures(kind, figures))
+    measured = [result[f"{kind}_rows_s"] for kind in samples if samples[kind]]
+    ratios = [result[f"ratio_{kind}"] for kind in samples if samples[kind]]
+    result["targets"] = TARGETS
+    result["meets_targets"] = bool(measured) and all(
+        rows_s >= TARGETS["rows_s"] and ratio >= TARGETS["ratio"]
+        for rows_s, ratio in zip(measured, ratios, strict=True)
+    )
+    result["samples"] = {
+        kind: {side: [round(v) for v in values] for side, values in figures.items()} if figures else None
+        for kind, figures in samples.items()
+    }
+    result.update(rows=args.rows, keys=args.keys, repeats=args.repeats)
+    result["loadavg_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     print(json.dumps(result))
     return result
 
 
-def _figures(kind: str, ours_s: float | None, theirs: float | None) -> dict[str, float | None]:
-    ratio = round(ours_s / theirs, 2) if ours_s and theirs else None
+def _figures(kind: str, figures: dict[str, list[float]] | None) -> dict[str, float | None]:
+    """``{kind}_rows_s`` (ours), ``mlflow_{kind}_rows_s`` (medians) and their ratio; None when the
+    database was unreachable."""
+    if not figures:
+        return {f"{kind}_rows_s": None, f"mlflow_{kind}_rows_s": None, f"ratio_{kind}": None}
+    ours_s, theirs = statistics.median(figures["DbSink"]), statistics.median(figures["MLflow"])
     return {
-        f"{kind}_rows_s": round(ours_s) if ours_s else None,
-        f"mlflow_{kind}_rows_s": round(theirs) if theirs else None,
-        f"ratio_{kind}": ratio,
+        f"{kind}_rows_s": round(ours_s),
+        f"mlflow_{kind}_rows_s": round(theirs),
+        f"ratio_{kind}": round(ours_s / theirs, 2),
     }
 
 

@@ -404,4 +404,3 @@ class RunConfig(Frozen):
     def beta0(self) -> float:
         """The base β (β0) used for logged rewards."""
         return self.loss.beta
-

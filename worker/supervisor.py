@@ -7,14 +7,28 @@ worker's process group, with its output in ``<data_dir>/logs/<run_id>/attempt-<n
 
 - every ``heartbeat_s`` it renews the run's heartbeat (a long model load is not a dead worker) and
   records a checkpoint as soon as the trainer's folder holds one, so the reconciler can resume from it;
-- when the worker shuts down (``shutdown`` is set) it sends SIGTERM to the trainer, then SIGKILL
-  after ``grace_s``;
+- when the worker shuts down (``shutdown`` is set) it sends SIGTERM to the trainer, which finishes
+  its step, checkpoints, flushes its rows and RELEASES the run (``runs.release_run``: back to queued
+  at the same attempt); SIGKILL follows after ``grace_s``, or at once on a second shutdown request
+  (``abort_trainers``);
 - when the run stops being this attempt's (re-queued, deleted) for ``grace_s``, it ends the trainer.
 
-The trainer records its own outcome. When it dies without doing so, the supervisor does:
-killed by SIGINT/SIGTERM (a shutdown) → the run is left running for the reconciler, which re-queues
-it from its checkpoint once its heartbeat is stale (or marks it failed); any other death (a crash,
-SIGKILL, out of memory) → failed, with the tail of the trainer's output as the error.
+A task delivered once the worker is shutting down claims nothing: the run stays queued and its task
+is sent again for the next worker (``_pass_on``).
+
+The trainer records its own outcome. After it exits the supervisor reads the row:
+
+- queued at this attempt: released → the task is sent again (``wake``), so another worker, or this
+  one restarted, resumes it at once;
+- claimed again meanwhile (``started_at`` differs: a same-attempt claim after a release) or at
+  another attempt: no longer ours, left alone;
+- still running and the trainer died by a signal during a worker shutdown (SIGTERM before its
+  handlers were installed, a second Ctrl-C, SIGKILL after ``grace_s``): the trainer is gone, so the
+  supervisor releases the run itself when it can resume (a recorded checkpoint, or no step trained);
+  otherwise, or when the trainer was killed by SIGINT/SIGTERM from elsewhere, it is left running for
+  the reconciler (re-queued with attempt + 1 once its heartbeat is stale, or marked failed);
+- any other death (a crash, SIGKILL, out of memory) → failed, with the tail of the trainer's output.
+
 Database outages are ridden out: a failed heartbeat is logged and retried on the next tick.
 """
 
@@ -23,6 +37,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -43,7 +58,11 @@ log = logging.getLogger(__name__)
 UNAVAILABLE = (OperationalError, InterfaceError)
 INTERRUPTED = (-signal.SIGINT, -signal.SIGTERM)
 TAIL_BYTES = 4000
+WORKER_ENV = "ALIGNSCOPE_WORKER"  # "<host>:<pid>" of the supervising worker, recorded by the trainer
 T = TypeVar("T")
+Wake = Callable[[str, int, RunConfig], None]
+_live: set[subprocess.Popen[bytes]] = set()  # the trainers this process supervises now
+_live_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -79,18 +98,27 @@ def trainer_argv(run_id: str, attempt: int, num_processes: int) -> list[str]:
 
 
 def supervise(
-    engine: Engine, run_id: str, attempt: int, options: SupervisorOptions, shutdown: threading.Event
+    engine: Engine,
+    run_id: str,
+    attempt: int,
+    options: SupervisorOptions,
+    shutdown: threading.Event,
+    wake: Wake | None = None,
 ) -> str:
     """Claim, train and watch ``run_id`` at ``attempt``. Returns what happened: "not claimed",
-    "interrupted", "failed" (recorded here) or the status the trainer recorded."""
+    "released", "interrupted", "superseded", "deleted", "failed" (recorded here) or the status the
+    trainer recorded. ``wake`` re-sends the task of a released run (default: the worker's Celery app)."""
+    wake = wake or _send_task
+    if shutdown.is_set():
+        return _pass_on(engine, run_id, attempt, wake)
     with engine.begin() as conn:
         if not runs.claim_run(conn, run_id, attempt):
             log.info("run %s attempt %d: not queued at this attempt; nothing to do", run_id, attempt)
             return "not claimed"
-        row = runs.get_run(conn, run_id)
-    assert row is not None
+        claimed = runs.get_run(conn, run_id)
+    assert claimed is not None
     try:
-        config = RunConfig.model_validate_json(row.config)
+        config = RunConfig.model_validate_json(claimed.config)
     except ValidationError as exc:
         return _fail(engine, run_id, attempt, f"the stored config is invalid: {exc}")
     processes = config.num_processes
@@ -101,19 +129,71 @@ def supervise(
     output = log_path(options.data_dir, run_id, attempt)
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with output.open("wb") as sink:
-            process = subprocess.Popen(
-                trainer_argv(run_id, attempt, processes),
-                stdin=subprocess.DEVNULL,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
+        process = _start(trainer_argv(run_id, attempt, processes), output)
     except OSError as exc:
         return _fail(engine, run_id, attempt, f"could not start the trainer: {exc}")
     log.info("run %s attempt %d: trainer pid %d (%s)", run_id, attempt, process.pid, output)
-    code = _watch(engine, run_id, attempt, process, options, shutdown)
-    return _outcome(engine, run_id, attempt, code, output)
+    try:
+        code = _watch(engine, run_id, attempt, process, options, shutdown)
+    finally:
+        with _live_lock:
+            _live.discard(process)
+    ended = _Ended(code, shutdown.is_set(), claimed.started_at)
+    outcome = _outcome(engine, run_id, attempt, ended, output)
+    if outcome == "released":
+        wake(run_id, attempt, config)
+        log.warning("run %s attempt %d: released to the queue; task sent again", run_id, attempt)
+    return outcome
+
+
+def _pass_on(engine: Engine, run_id: str, attempt: int, wake: Wake) -> str:
+    """A task delivered while this worker shuts down (Celery's loop for the embedded broker drains
+    once more after the shutdown began, and may take the very wake-up this worker just sent): the run
+    stays queued and its task is sent again for the next worker. Returns "not claimed"."""
+    row = _retry(lambda: _read(engine, run_id))
+    if row is None or (row.status, row.attempt) != ("queued", attempt):
+        return "not claimed"
+    try:
+        config = RunConfig.model_validate_json(row.config)
+    except ValidationError:
+        return "not claimed"  # a claim would fail it; the next worker does
+    wake(run_id, attempt, config)
+    log.info("run %s attempt %d: worker shutting down; task sent again, run left queued", run_id, attempt)
+    return "not claimed"
+
+
+def _start(argv: list[str], output: Path) -> subprocess.Popen[bytes]:
+    """Start the trainer (output appended to ``output``: a released attempt resumed later writes to
+    the same file) and add it to the live trainers."""
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    with output.open("ab") as sink, _live_lock:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", WORKER_ENV: worker},
+        )
+        _live.add(process)
+    return process
+
+
+def abort_trainers() -> int:
+    """SIGKILL every trainer this process supervises (a second shutdown request: do not wait for
+    their checkpoints); their runs are then released by their supervisors (see the module
+    docstring). Returns how many were signalled."""
+    with _live_lock:
+        running = [process for process in _live if process.poll() is None]
+    for process in running:
+        process.kill()
+    return len(running)
+
+
+def _send_task(run_id: str, attempt: int, config: RunConfig) -> None:
+    """Send the run's task again through the worker's Celery app (embedded broker included)."""
+    from worker.tasks import TaskEnqueuer  # imported here: worker.tasks imports this module
+
+    TaskEnqueuer().enqueue(run_id, attempt, config)
 
 
 def _watch(
@@ -196,20 +276,43 @@ def _has_checkpoint(folder: Path) -> bool:
     return folder.is_dir() and any(folder.iterdir())
 
 
-def _outcome(engine: Engine, run_id: str, attempt: int, code: int, output: Path) -> str:
-    """Record the outcome of a trainer that exited without recording one."""
+@dataclass(frozen=True)
+class _Ended:
+    """How the trainer ended: exit ``code`` (negative: the killing signal), whether the worker was
+    shutting down, and the ``started_at`` of this supervisor's claim (tells a later claim of the
+    same attempt, after a release, from ours)."""
+
+    code: int
+    shutting_down: bool
+    claimed_at: float | None
+
+
+def _outcome(engine: Engine, run_id: str, attempt: int, ended: _Ended, output: Path) -> str:
+    """Record the outcome of a trainer that exited without recording one (see the module docstring)."""
     row = _retry(lambda: _read(engine, run_id))
     if row is None:
         return "deleted"
-    if row.attempt != attempt:
+    if row.attempt != attempt or row.started_at != ended.claimed_at:
         return "superseded"
+    if row.status == "queued":
+        return "released"  # by the trainer, after its checkpoint
     if row.status != "running":
         return row.status
-    if code in INTERRUPTED:
+    code = ended.code
+    resumable = row.checkpoint_path is not None or row.step is None
+    if ended.shutting_down and code < 0 and resumable and _retry(lambda: _release(engine, run_id, attempt)):
+        log.warning("run %s attempt %d: trainer ended by signal %d during shutdown", run_id, attempt, -code)
+        return "released"
+    if code in INTERRUPTED or (ended.shutting_down and code < 0):
         log.warning("run %s attempt %d: trainer interrupted; left to the reconciler", run_id, attempt)
         return "interrupted"
     how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
     return _fail(engine, run_id, attempt, f"the trainer {how} without recording an outcome\n{_tail(output)}")
+
+
+def _release(engine: Engine, run_id: str, attempt: int) -> bool:
+    with engine.begin() as conn:
+        return runs.release_run(conn, run_id, attempt)
 
 
 def _read(engine: Engine, run_id: str) -> runs.RunRow | None:

@@ -1,4 +1,6 @@
 """The Celery side of the service: the app, the supervisor task ``runs.train`` and the reconciler.
+The app also includes ``worker.experiment_tasks`` (the task ``experiments.run``), imported when a
+worker starts.
 
 The run row is the truth; a broker message only wakes a worker. ``runs.train(run_id, attempt)``
 hands the attempt to ``worker.supervisor.supervise`` (claim by conditional UPDATE, trainer in its own
@@ -48,7 +50,7 @@ from celery import Celery, signals
 from kombu import Exchange, Queue
 from sqlalchemy import Engine
 
-from backend.queue import DEFAULT_QUEUE, GPU_QUEUE, TASK_NAME, queue_for, redact
+from backend.queue import DEFAULT_QUEUE, EXPERIMENT_TASK, GPU_QUEUE, TASK_NAME, queue_for, redact
 from backend.settings import Settings, get_settings
 from backend.storage import runs
 from backend.storage.db import make_engine, reader
@@ -103,7 +105,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-app = Celery("alignscope", set_as_current=False)
+app = Celery("alignscope", set_as_current=False, include=["worker.experiment_tasks"])
 app.add_defaults(lambda: celery_config(get_settings()))
 
 
@@ -132,13 +134,17 @@ class TaskEnqueuer:
         self.celery = celery
 
     def enqueue(self, run_id: str, attempt: int, config: RunConfig) -> None:
+        self._send(TASK_NAME, [run_id, attempt], queue_for(config))
+
+    def enqueue_experiment(self, group: str, queue: str) -> None:
+        self._send(EXPERIMENT_TASK, [group], queue)
+
+    def _send(self, task: str, args: list[Any], queue: str) -> None:
         policy = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
         try:
-            self.celery.send_task(
-                TASK_NAME, args=[run_id, attempt], queue=queue_for(config), retry=True, retry_policy=policy
-            )
+            self.celery.send_task(task, args=args, queue=queue, retry=True, retry_policy=policy)
         except Exception as exc:
-            log.warning("could not send %s for run %s: %s", TASK_NAME, run_id, exc)
+            log.warning("could not send %s %s: %s", task, args, exc)
 
     def describe(self) -> str:
         return redact(str(self.celery.conf.broker_url))

@@ -3,15 +3,25 @@
 ``python -m worker.trainer RUN_ID ATTEMPT`` is what the Celery supervisor starts (and what
 ``accelerate launch`` / ``torchrun`` wrap for several processes); ``alignscope train`` calls
 ``execute`` in-process. The run row must already be claimed (status running, this attempt).
+
+How an attempt ends: finished (succeeded | failed), stopped by the user (the run's stop flag →
+checkpoint → "stopped"), or, in the trainer process, stopped by a worker shutdown: SIGTERM (sent by
+the supervisor) or SIGINT (a Ctrl-C on the worker's terminal) → the loop checkpoints after its step,
+the rows are flushed and the run is RELEASED (``runs.release_run``: back to queued at the same
+attempt, unless a user stop came first). The same signal again, a second or more later, ends the
+process at once (see ``ShutdownSignals``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import signal
+import socket
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -26,8 +36,10 @@ from backend.storage.db import make_engine
 from backend.storage.fencing import StaleAttempt
 from contracts.config import RunConfig
 from worker.db_sink import DbSink
+from worker.engine.checkpoint import has_checkpoint
 from worker.engine.loop import RunSummary, train
 from worker.engine.sinks import ConsoleSink, TeeSink
+from worker.supervisor import WORKER_ENV
 
 
 def environment(config: RunConfig) -> dict[str, object]:
@@ -41,6 +53,7 @@ def environment(config: RunConfig) -> dict[str, object]:
         "device": torch.cuda.get_device_name(0) if cuda and config.device != "cpu" else "cpu",
         "num_processes": config.num_processes,
         "seed": config.seed,
+        "worker": os.environ.get(WORKER_ENV) or f"{socket.gethostname()}:{os.getpid()}",
     }
 
 
@@ -49,8 +62,17 @@ def checkpoint_dir(run_id: str) -> Path:
     return Path(get_settings().data_dir) / "checkpoints" / run_id
 
 
-def execute(engine: Engine, run_id: str, attempt: int, console: bool = False) -> RunSummary:
-    """Trains the claimed run ``run_id`` at ``attempt`` and records its outcome in the store."""
+def execute(
+    engine: Engine,
+    run_id: str,
+    attempt: int,
+    console: bool = False,
+    shutdown: Callable[[], bool] = lambda: False,
+) -> RunSummary:
+    """Trains the claimed run ``run_id`` at ``attempt`` and records its outcome in the store.
+
+    console: progress bar, and Ctrl-C stops the run (a user stop). shutdown: true once this process
+    was asked to end (``ShutdownSignals``); the loop then checkpoints and the run is released."""
     with engine.begin() as conn:
         row = runs.get_run(conn, run_id)
     if row is None:
@@ -62,8 +84,10 @@ def execute(engine: Engine, run_id: str, attempt: int, console: bool = False) ->
             runs.set_environment(conn, run_id, attempt, json.dumps(environment(config)))
     db_sink = DbSink(engine, run_id, attempt, total_steps=config.optim.max_steps)
     bar = ConsoleSink(config.optim.max_steps, config.name) if console else None
-    interrupted = _interrupt_flag() if console else (lambda: False)
+    interrupted = _interrupt_flag() if console else shutdown
     folder = checkpoint_dir(run_id)
+    if has_checkpoint(folder):
+        print(f"run {run_id} attempt {attempt}: resuming from the checkpoint in {folder}", file=sys.stderr)
     try:
         summary = train(
             config,
@@ -83,11 +107,21 @@ def execute(engine: Engine, run_id: str, attempt: int, console: bool = False) ->
     if not main_rank:
         return summary
     db_sink.close()
+    _record(engine, run_id, attempt, summary, release=not console and shutdown())
+    return summary
+
+
+def _record(engine: Engine, run_id: str, attempt: int, summary: RunSummary, release: bool) -> None:
+    """Record how the attempt ended, after its rows were flushed: its checkpoint, then either the
+    release (a shutdown stopped it) or its final status. A user stop requested meanwhile wins over
+    the release (``release_run`` refuses), so the run then ends "stopped"."""
     with engine.begin() as conn:
         if summary.checkpoint:
             runs.set_checkpoint(conn, run_id, attempt, summary.checkpoint)
+        stopped = summary.status == "stopped" and summary.checkpoint is not None
+        if release and stopped and runs.release_run(conn, run_id, attempt):
+            return
         runs.finish_run(conn, run_id, attempt, summary.status, summary.error)
-    return summary
 
 
 def _interrupt_flag() -> Callable[[], bool]:
@@ -104,13 +138,53 @@ def _interrupt_flag() -> Callable[[], bool]:
     return lambda: state["hit"]
 
 
+class ShutdownSignals:
+    """SIGTERM and SIGINT in the trainer process: the first asks the loop to stop after its step (it
+    then checkpoints and the run is released); the same signal again, ``repeat_s`` or more after the
+    first, ends the process at once, killed by that signal. SIGTERM and SIGINT count separately and
+    a repeat within ``repeat_s`` is ignored: a Ctrl-C on the worker's terminal reaches the trainer as
+    SIGINT and the supervisor forwards SIGTERM; systemd signals the whole group, then the supervisor
+    forwards SIGTERM again. Call the object: True once a signal came."""
+
+    def __init__(self, repeat_s: float = 1.0) -> None:
+        self.repeat_s = repeat_s
+        self.first: dict[int, float] = {}
+
+    def install(self) -> ShutdownSignals:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._handle)
+        return self
+
+    def __call__(self) -> bool:
+        return bool(self.first)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        now = time.monotonic()
+        if signum not in self.first:
+            self.first[signum] = now
+            name = signal.Signals(signum).name
+            os.write(2, f"\n{name}: stopping after this step to release the run; again: abort\n".encode())
+        elif now - self.first[signum] >= self.repeat_s:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the trainer process: RUN_ID ATTEMPT."""
     args = sys.argv[1:] if argv is None else argv
     run_id, attempt = args[0], int(args[1])
-    summary = execute(make_engine(get_settings().database_url), run_id, attempt)
+    shutdown = ShutdownSignals().install()
+    engine = make_engine(get_settings().database_url)
+    try:
+        summary = execute(engine, run_id, attempt, shutdown=shutdown)
+    finally:
+        engine.dispose()
     return 0 if summary.status != "failed" else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # the store is written and closed: skip the interpreter's teardown (seconds of GC)

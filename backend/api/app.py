@@ -18,14 +18,24 @@ from fastapi.staticfiles import StaticFiles
 from backend.api import errors
 from backend.api.deps import ApiContext
 from backend.api.options import REPO_ROOT, ApiOptions, dataset_roots, model_roots
-from backend.api.routers import compare, datasets, login, metrics, pairs, presets, runs, stream
+from backend.api.routers import (
+    compare,
+    datasets,
+    experiments,
+    login,
+    metrics,
+    pairs,
+    presets,
+    runs,
+    stream,
+)
 from backend.api.security import SecurityMiddleware
 from backend.queue import Enqueuer, default_enqueuer
 from backend.settings import Settings, get_settings
 from backend.storage.db import init_db, make_engine
 
 FRONTEND_DIR = REPO_ROOT / "frontend"
-ROUTERS = (runs, metrics, pairs, compare, stream, datasets, presets, login)
+ROUTERS = (runs, metrics, pairs, compare, stream, datasets, presets, experiments, login)
 
 
 def create_app(

@@ -10,13 +10,14 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement
 
 from backend.storage import rollups
-from backend.storage.bulk import allocate_seq, insert_rows, nan_to_null, null_to_nan
+from backend.storage.bulk import allocate_seq, insert_rows_while, null_to_nan
 from backend.storage.fencing import check_attempt
 from backend.storage.tables import metric_points
 from contracts.events import MetricPoint
@@ -44,28 +45,19 @@ def insert_points(conn: Connection, run_id: str, attempt: int, points: Sequence[
     already stored is skipped, so a retried batch adds nothing. Raises ``StaleAttempt`` (writing
     nothing) unless the run is at ``attempt``. Returns the number of rows inserted.
 
-    The rollups are updated in the same transaction from the points actually inserted: all of them
-    when the row count says so, none when it is 0, otherwise those whose seq (from the block just
-    allocated, which no other writer uses) is now stored."""
+    The rollups are updated in the same transaction from the points actually inserted (see
+    ``rollups.fold_in``)."""
     check_attempt(conn, run_id, attempt)
     if not points:
         return 0
     first = allocate_seq(conn, metric_points.name, len(points))
     rows = [
-        (seq, run_id, p.key, p.step, nan_to_null(p.value), p.wall_time)
+        (seq, run_id, p.key, p.step, None if p.value != p.value else p.value, p.wall_time)
         for seq, p in enumerate(points, start=first)
     ]
-    inserted = insert_rows(conn, metric_points, _COLUMNS, rows)
-    if inserted == len(points):
-        new: Sequence[MetricPoint] = points
-    elif inserted:
-        stored = select(metric_points.c.seq).where(
-            metric_points.c.seq.between(first, first + len(points) - 1)
-        )
-        new = [points[seq - first] for seq in conn.execute(stored).scalars()]
-    else:
-        return 0
-    rollups.upsert(conn, run_id, rollups.summarize((p.key, p.step, p.value) for p in new))
+    work = partial(rollups.summarize, points)  # all new, usually: summarized while they are inserted
+    inserted, level0 = insert_rows_while(conn, metric_points, _COLUMNS, rows, work)
+    rollups.fold_in(conn, run_id, first, points, inserted, level0)
     return inserted
 
 

@@ -10,6 +10,12 @@ shift floors, so negative steps bucket like the others). TOP_LEVEL 7 (w = 8,192)
   included) and the step where each occurs (on a tie, the smaller step); NULL when all are NaN;
 - ``nan_step``: the first step whose value is NaN, NULL when none.
 
+New points are folded in by ``fold_in`` in the transaction that stores them: ``summarize`` (level 0)
+and ``coarser`` (each level from the one below) build the rows in Python, which is cheaper than the
+same aggregate in SQL on SQLite and, on PostgreSQL, runs while the server is still inserting the
+points (``bulk.insert_rows_while``); ``bulk.upsert_rows`` merges them into the stored rows with
+``INSERT … ON CONFLICT DO UPDATE``.
+
 Migration 0002 builds the same rows from stored points: changing BASE_SHIFT or TOP_LEVEL needs a
 migration that rebuilds the table.
 """
@@ -23,14 +29,26 @@ from operator import itemgetter
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from backend.storage.tables import metric_rollups
+from backend.storage.bulk import upsert_rows
+from backend.storage.tables import metric_points, metric_rollups
+from contracts.events import MetricPoint
 
 BASE_SHIFT = 6  # level 0 buckets hold 64 steps
 TOP_LEVEL = 7
 _VALUE = itemgetter(1)
 
-_COLUMNS = "run_id, level, key, bucket, count, min_value, min_step, max_value, max_step, nan_step"
-_PG_ARRAYS = "text[], int[], text[], int[], int[], float8[], int[], float8[], int[], int[]"
+_COLUMNS = (
+    "run_id",
+    "level",
+    "key",
+    "bucket",
+    "count",
+    "min_value",
+    "min_step",
+    "max_value",
+    "max_step",
+    "nan_step",
+)
 
 
 def _takes(side: str, better: str) -> str:
@@ -52,14 +70,6 @@ _ON_CONFLICT = (
     f" max_step = CASE WHEN {_TAKE_MAX} THEN excluded.max_step ELSE metric_rollups.max_step END,"
     " nan_step = CASE WHEN excluded.nan_step < metric_rollups.nan_step OR metric_rollups.nan_step IS NULL"
     " THEN excluded.nan_step ELSE metric_rollups.nan_step END"
-)
-# SQLite: one executemany; PostgreSQL: one statement over column arrays (one round trip).
-_SQLITE_UPSERT = f"INSERT INTO metric_rollups ({_COLUMNS}) VALUES ({', '.join('?' * 10)})" + _ON_CONFLICT
-_PG_UPSERT = (
-    f"INSERT INTO metric_rollups ({_COLUMNS}) SELECT * FROM unnest("
-    + ", ".join(f"%s::{kind}" for kind in _PG_ARRAYS.split(", "))
-    + ")"
-    + _ON_CONFLICT
 )
 
 
@@ -113,16 +123,17 @@ class Summary:
         self.count = count
 
 
-def summarize(points: Iterable[tuple[str, int, float | None]]) -> dict[tuple[str, int], Summary]:
-    """Level-0 summaries of (key, step, value) points, keyed by (key, bucket)."""
+def summarize(points: Iterable[MetricPoint]) -> dict[tuple[str, int], Summary]:
+    """Level-0 summaries of metric points (NaN values as NaN or None), keyed by (key, bucket)."""
     level0: dict[tuple[str, int], Summary] = {}
     get = level0.get
-    for key, step, value in points:
-        bucket = (key, step >> BASE_SHIFT)
+    for point in points:
+        step = point.step
+        bucket = (point.key, step >> BASE_SHIFT)
         summary = get(bucket)
         if summary is None:
             summary = level0[bucket] = Summary()
-        summary.add(step, value)
+        summary.add(step, point.value)
     return level0
 
 
@@ -138,20 +149,34 @@ def coarser(summaries: Mapping[tuple[str, int], Summary]) -> dict[tuple[str, int
     return parents
 
 
-def upsert(conn: Connection, run_id: str, level0: Mapping[tuple[str, int], Summary]) -> int:
-    """Merge ``level0`` (from ``summarize`` of newly stored points) into every level's rows, in
-    primary-key order (concurrent writers lock rows in one order). Returns the rows written."""
+def fold_in(
+    conn: Connection,
+    run_id: str,
+    first_seq: int,
+    points: Sequence[MetricPoint],
+    inserted: int,
+    level0: Mapping[tuple[str, int], Summary],
+) -> None:
+    """Fold newly stored points into every level's rows, in the inserting transaction, in primary-key
+    order (concurrent writers lock rows in one order).
+
+    points: the batch whose rows were given seq first_seq, first_seq + 1, … (a block no other writer
+    uses); inserted: how many of them were stored (the others hit an existing (key, step)): all, none,
+    or those whose seq is now in metric_points; level0: ``summarize(points)``, used when all were.
+    """
+    if not inserted:
+        return
+    if inserted < len(points):
+        last_seq = first_seq + len(points) - 1
+        stored = select(metric_points.c.seq).where(metric_points.c.seq.between(first_seq, last_seq))
+        level0 = summarize(points[seq - first_seq] for seq in conn.execute(stored).scalars())
     rows = []
-    level: Mapping[tuple[str, int], Summary] = level0
+    level = level0
     for number in range(TOP_LEVEL + 1):
         rows.extend((run_id, number, key, bucket, *s.values()) for (key, bucket), s in sorted(level.items()))
         if number < TOP_LEVEL:
             level = coarser(level)
-    if rows and conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(_PG_UPSERT, tuple(list(column) for column in zip(*rows, strict=True)))
-    elif rows:
-        conn.exec_driver_sql(_SQLITE_UPSERT, rows)
-    return len(rows)
+    upsert_rows(conn, metric_rollups, _COLUMNS, rows, _ON_CONFLICT)
 
 
 def level_for(first_step: int, last_step: int, buckets: int) -> int:

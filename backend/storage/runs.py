@@ -1,5 +1,9 @@
 """The run row and its state machine: queued → running → succeeded | failed | stopped.
 
+A running attempt goes back to queued in two ways: ``release_run`` (a worker shutting down cleanly:
+same attempt, resumed from the checkpoint it just wrote) and ``requeue_stale`` (the reconciler, after a
+crash: attempt + 1, up to a cap).
+
 Every transition is a conditional UPDATE (``… WHERE status = … AND attempt = …``) whose row count
 says whether it happened, so a duplicate broker delivery, a stale worker or a racing reconciler does
 nothing. Functions take a Connection inside the caller's transaction (``with engine.begin() as conn``;
@@ -12,13 +16,14 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import and_, delete, false, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement
 
 from backend.storage.tables import FINAL_STATUSES, metadata, runs
 
 HEARTBEAT_LOST = "heartbeat lost (worker died?)"
+RELEASED = "handed back by a worker shutting down; resumes from its last checkpoint"
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +154,19 @@ def finish_run(conn: Connection, run_id: str, attempt: int, status: str, error: 
     return _transition(
         conn, _owned(run_id, attempt), status=status, error=error, finished_at=time.time(), **extra
     )
+
+
+def release_run(conn: Connection, run_id: str, attempt: int) -> bool:
+    """running → queued at the SAME attempt: a run whose trainer stopped for a worker shutdown (after
+    flushing its rows and recording its checkpoint, or dead) goes back to the queue.
+
+    The attempt number is kept (a clean shutdown costs no attempt): the fencing a new number gives
+    against a still-living writer is not needed, as the trainer writes nothing after this. Only while
+    ``attempt`` owns the run and no stop was requested (a user's stop wins: the caller then finishes
+    it as stopped). The next claim sets a new ``started_at``. False when nothing changed.
+    """
+    ours = and_(_owned(run_id, attempt), runs.c.stop_requested == false())
+    return _transition(conn, ours, status="queued", heartbeat_at=None, error=None, message=RELEASED)
 
 
 def request_stop(conn: Connection, run_id: str) -> str | None:

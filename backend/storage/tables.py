@@ -8,7 +8,12 @@ Conventions:
   ``stream_counters`` inside the inserting transaction (see ``bulk.allocate_seq``), so it is strictly
   increasing in commit order and never reused, on SQLite and PostgreSQL alike;
 - ``metric_rollups`` summarizes each series in min/max buckets of 64·2^level steps (see
-  ``backend.storage.rollups``); ``metrics.insert_points`` keeps it in step with metric_points.
+  ``backend.storage.rollups``); ``metrics.insert_points`` keeps it in step with metric_points;
+- ``metric_points.run_id`` has no foreign key (migration 0004: its per-row check was the largest
+  cost of ingest): inserts are fenced by the run row (``fencing.check_attempt``) and
+  ``runs.delete_run`` deletes a run's rows of every table before the run;
+- ``experiment_groups`` is one row per experiment group (its runs are the ``runs`` rows whose
+  ``group_name`` is its id), with the group's summary as JSON (``backend.storage.experiment_groups``).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from sqlalchemy import (
 
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "stopped")
 FINAL_STATUSES = ("succeeded", "failed", "stopped")
+GROUP_STATUSES = ("queued", "running", "succeeded", "failed")
 
 metadata = MetaData(
     naming_convention={
@@ -88,7 +94,7 @@ metric_points = Table(
     "metric_points",
     metadata,
     Column("seq", Seq, primary_key=True, autoincrement=False),
-    Column("run_id", ident(32), _run_fk(), nullable=False),
+    Column("run_id", ident(32), nullable=False),  # no foreign key: see the module docstring
     Column("key", ident(200), nullable=False),
     Column("step", Integer, nullable=False),
     Column("value", Double),
@@ -184,4 +190,23 @@ stream_counters = Table(
     metadata,
     Column("name", String(32), primary_key=True),
     Column("value", BigInteger, nullable=False),
+)
+
+experiment_groups = Table(
+    "experiment_groups",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("experiment", String(200), nullable=False),
+    Column("title", String(300), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("quick", Boolean, nullable=False, server_default=false()),
+    Column("seeds", Text),
+    Column("planned_runs", Integer, nullable=False),
+    Column("message", Text),
+    Column("error", Text),
+    Column("summary", Text),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    CheckConstraint(f"status IN ({', '.join(repr(s) for s in GROUP_STATUSES)})", name="status"),
+    Index(None, "created_at"),
 )

@@ -69,7 +69,22 @@ export function markReady(node) {
 export async function draw(node, traces, layout, config = {}) {
   const Plotly = await plotlyReady();
   await Plotly.react(node, traces, layout, { ...CONFIG, ...config });
+  reportMissingTypes(node, traces);
   markReady(node);
+}
+
+/**
+ * Plotly silently draws a trace type its bundle lacks as a scatter; say so on the console (where the
+ * browser tests catch it). The vendored bundle holds the types listed in scripts/build-plotly-bundle.
+ */
+function reportMissingTypes(node, traces) {
+  traces.forEach((trace, i) => {
+    const drawn = node._fullData?.[i]?.type;
+    if (trace.type && drawn && drawn !== trace.type) {
+      console.error(`Plotly.js bundle lacks trace type "${trace.type}" (drawn as "${drawn}"): `
+        + "add it to scripts/build-plotly-bundle");
+    }
+  });
 }
 
 /** Maps a step to an x value: the step itself, or a Date from `timeOf(step)` (unix seconds). */

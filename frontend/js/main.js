@@ -1,4 +1,5 @@
-// The single-page app's router: #/runs, #/new, #/run/ID, #/run/ID/pairs, #/compare?runs=a,b.
+// The single-page app's router: #/runs, #/new, #/run/ID, #/run/ID/pairs, #/compare?runs=a,b,
+// #/groups (experiment presets and groups), #/group/ID.
 // Each page module exports mount(root, params) → cleanup (or a promise of one).
 
 import { message } from "./api.js";
@@ -11,6 +12,8 @@ const ROUTES = [
   [/^\/run\/([\w-]+)\/pairs$/, "runs", () => import("./pages/pairs.js")],
   [/^\/run\/([\w-]+)$/, "runs", () => import("./pages/run.js")],
   [/^\/compare$/, "compare", () => import("./pages/compare.js")],
+  [/^\/groups$/, "groups", () => import("./pages/groups.js")],
+  [/^\/group\/([^/]+)$/, "groups", () => import("./pages/group.js")],
 ];
 
 let cleanup = null;
@@ -47,6 +50,7 @@ async function route() {
   const [pattern, , load] = found;
   const match = path.match(pattern);
   root.dataset.page = found[1];
+  delete root.dataset.ready; // each page marks itself drawn; never a stale mark of the previous page
   replace(root, stateBox("loading", "Loading…"));
   try {
     const page = await load();

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from backend.experiment_spec import ExperimentSpec, load_experiment, planned_runs
 from backend.storage import runs
 from backend.storage.db import init_db
 from backend.storage.evaluations import insert_evaluation, list_evaluations
 from backend.storage.metrics import insert_points
 from contracts import metric_keys as mk
 from contracts.events import EvalRecord, MetricPoint
-from worker.cli.experiment_spec import ExperimentSpec, load_experiment, planned_runs
 from worker.cli.experiment_summary import RunResult, pooled_cells, toy_summary, verdict, win_rate_summary
 
 REPO = Path(__file__).resolve().parents[2]

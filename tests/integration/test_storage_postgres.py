@@ -77,7 +77,7 @@ def test_migrations_build_the_tables_once(schema):
         thread.join()
     engine = init_db(_url(schema))
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
         collation = conn.execute(
             text(

@@ -158,3 +158,15 @@ def test_seq_is_never_reused_after_a_delete(engine):
     _put(engine, b, [1.0])
     with engine.connect() as conn:
         assert [p.seq for p in metrics.points_after(conn, None, 0)] == [4]
+
+
+def test_points_have_no_foreign_key_and_go_with_their_run(engine):
+    a, b = _run(engine), _run(engine)
+    _put(engine, a, [1.0, 2.0])
+    _put(engine, b, [3.0])
+    with engine.begin() as conn:
+        # migration 0004: no per-row check against runs; the fenced insert is the guard.
+        assert conn.exec_driver_sql("PRAGMA foreign_key_list(metric_points)").all() == []
+        assert runs.delete_run(conn, a)
+    with engine.connect() as conn:
+        assert [(p.run_id, p.value) for p in metrics.points_after(conn, None, 0)] == [(b, 3.0)]

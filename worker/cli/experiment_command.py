@@ -1,49 +1,44 @@
-"""``alignscope experiment NAME [--quick]``: run an experiment preset's stages and runs in this process,
-one after another, each run recorded in the store under one group name, then print the summary
-table (and write it, with any figure, to ``<data dir>/experiments/<group>/``).
+"""``alignscope experiment NAME [--quick] [--seeds 0,1] [--group GROUP]``: run an experiment preset's
+stages and runs in this process, one after another, each run recorded in the store under one group,
+then print the summary table. The group's row (``backend.storage.experiment_groups``) is written at
+the start (or, with ``--group``, the queued row the API created is taken), follows the stages and
+runs in its message, and gets the summary and the outcome at the end, so the dashboard shows it
+wherever it runs; the summary is also written to ``<data dir>/experiments/<group>/``.
 
-Stages (experiment_spec.py) come first: an SFT warm-up (cached by its spec under
-``<data dir>/experiments/cache``), a second weaker model, a reward model (recorded as a run of the
-group), on/off-policy scenario rows. ``alignscope experiment --list`` names the presets.
+``alignscope experiment [NAME] --summarize GROUP`` recomputes and stores the summary of an existing
+group from the store without training (after a crash, or for a group run before groups had rows).
+``alignscope experiment --list`` names the presets. torch is imported only when a command trains
+or summarizes, so ``alignscope`` starts fast.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
-from backend.config_files import ConfigError, apply_overrides, validate
-from backend.settings import get_settings
-from backend.storage import runs
-from backend.storage.db import init_db
-from contracts.config import RunConfig
-from contracts.pairs import PreferenceRow
-from worker.cli.experiment_spec import (
+from backend.config_files import ConfigError, validate
+from backend.experiment_spec import (
     ExperimentSpec,
-    Warmup,
+    group_name,
     list_experiments,
     load_experiment,
-    merge,
     planned_runs,
+    run_count,
     substitute,
 )
-from worker.cli.experiment_summary import RunResult, write_summary
-from worker.db_sink import DbSink
-from worker.engine.data import load_pairs
-from worker.engine.evaluation import build_judge
-from worker.engine.models import load_policy
-from worker.engine.reward_model import train_reward_model
-from worker.engine.scenarios import SamplingSpec, build_scenarios, write_jsonl
-from worker.engine.sft import sft_warmup
-from worker.trainer import execute
+from backend.settings import get_settings
+from backend.storage import experiment_groups, runs
+from backend.storage.db import init_db
+from contracts.config import RunConfig
+
+if TYPE_CHECKING:  # imports torch
+    from worker.cli.experiment_summary import RunResult
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -54,11 +49,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--quick", action="store_true", help="the preset's small version (minutes on a CPU)")
     parser.add_argument("--seeds", type=lambda text: [int(x) for x in text.split(",")], metavar="0,1,2",
                         help="run every configuration with these seeds instead of the preset's")  # fmt: skip
+    parser.add_argument("--group", help="run as this group (the queued group row created by the API)")
+    parser.add_argument("--summarize", metavar="GROUP", help="store GROUP's summary again; no training")
     parser.add_argument("--list", action="store_true", help="list the experiment presets")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.summarize:
+        return summarize(args.summarize, args.name)
     if args.list or not args.name:
         for name in list_experiments():
             spec = load_experiment(name)
@@ -66,44 +65,100 @@ def run(args: argparse.Namespace) -> int:
         return 0
     try:
         spec = load_experiment(args.name)
+        count = run_count(spec, args.quick, args.seeds)
     except ConfigError as exc:
         print(f"invalid experiment:\n{exc}", file=sys.stderr)
         return 2
-    settings = get_settings()
-    engine = init_db(settings.database_url)
-    group = f"{spec.name}{'-quick' if args.quick else ''}-{time.strftime('%Y%m%d-%H%M%S')}"
-    folder = Path(settings.data_dir) / "experiments" / group
-    folder.mkdir(parents=True, exist_ok=True)
-    print(f"experiment {spec.name} → group {group} ({settings.database_url})", file=sys.stderr)
+    engine = init_db(get_settings().database_url)
+    group = _open_group(engine, spec, args, count)
+    if group is None:
+        return 2
     try:
-        plan = planned_runs(spec, args.quick, args.seeds)
+        return run_group(engine, spec, group, args.quick, args.seeds)
+    except BaseException as exc:  # Ctrl-C twice, a crash: the group row must not stay running
+        with engine.begin() as conn:
+            experiment_groups.finish_group(conn, group, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _open_group(engine: Engine, spec: ExperimentSpec, args: argparse.Namespace, count: int) -> str | None:
+    """The group's id: the API's queued row named by ``--group``, or a new running row."""
+    with engine.begin() as conn:
+        if args.group is None:
+            return experiment_groups.new_group(
+                conn, group_name(spec, args.quick), spec.name, spec.title, args.quick, args.seeds, count,
+                status="running",
+            )  # fmt: skip
+        if experiment_groups.start_group(conn, args.group, count, "starting"):
+            return args.group
+    print(f"group {args.group} does not exist or has already finished", file=sys.stderr)
+    return None
+
+
+def run_group(engine: Engine, spec: ExperimentSpec, group: str, quick: bool, seeds: list[int] | None) -> int:
+    """Stages, runs and summary of ``group``; the exit status (0 when every run succeeded)."""
+    from worker.cli.experiment_stages import run_stages
+
+    data_dir = Path(get_settings().data_dir)
+    folder = data_dir / "experiments" / group
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"experiment {spec.name} → group {group} ({get_settings().database_url})", file=sys.stderr)
+    try:
+        plan = planned_runs(spec, quick, seeds)
         for label, column, seed, data in plan:  # fail fast, before the stages
             _config(spec, group, label, column, seed, data)
-        places = _stages(spec, args.quick, engine, group, folder, Path(settings.data_dir))
+        places = run_stages(spec, quick, engine, group, folder, data_dir, lambda m: _say(engine, group, m))
         configs = [
             (label, column, seed, _config(spec, group, label, column, seed, substitute(data, places)))
             for label, column, seed, data in plan
         ]
     except (ConfigError, ValueError) as exc:
         print(f"experiment {spec.name} cannot start:\n{exc}", file=sys.stderr)
+        with engine.begin() as conn:
+            experiment_groups.finish_group(conn, group, "failed", f"cannot start: {exc}")
         return 2
     results = []
     for index, (label, column, seed, config) in enumerate(configs, start=1):
-        print(f"[{index}/{len(configs)}] {config.name}", file=sys.stderr)
+        _say(engine, group, f"run {index} of {len(configs)}: {config.name}")
         results.append(_launch(engine, label, column, seed, config))
         if results[-1].status == "stopped":  # Ctrl-C: the run checkpointed; summarize what ran
             print("experiment stopped; the summary covers the runs so far", file=sys.stderr)
             break
-    text = write_summary(spec, group, results, engine, folder, args.quick)
-    print(text)
-    failed = [r for r in results if r.status != "succeeded"]
-    return 1 if failed else 0
+    _say(engine, group, "summarizing")
+    print(store_summary(engine, spec, group, results, quick, folder))
+    failed = [f"{r.place()}: {r.status}" for r in results if r.status != "succeeded"]
+    missing = len(configs) - len(results)
+    error = "; ".join(failed + ([f"{missing} runs not started"] if missing else [])) or None
+    with engine.begin() as conn:
+        experiment_groups.finish_group(conn, group, "failed" if error else "succeeded", error)
+    return 1 if error else 0
+
+
+def _say(engine: Engine, group: str, message: str) -> None:
+    with engine.begin() as conn:
+        experiment_groups.set_message(conn, group, message)
+
+
+def store_summary(
+    engine: Engine, spec: ExperimentSpec, group: str, results: list[RunResult], quick: bool, folder: Path
+) -> str:
+    """Builds the summary, stores it in the group's row, writes the files; returns the Markdown."""
+    from worker.cli.experiment_report import build_summary, write_files
+
+    summary, ours, figure = build_summary(spec, group, results, engine, quick)
+    with engine.begin() as conn:
+        experiment_groups.store_summary(conn, group, summary)
+    return write_files(summary, ours, figure, folder)
+
+
+def run_name(spec: ExperimentSpec, label: str, column: str, seed: int) -> str:
+    return "/".join(part for part in (spec.name, label, column, f"seed{seed}") if part)
 
 
 def _config(
     spec: ExperimentSpec, group: str, label: str, column: str, seed: int, data: dict[str, Any]
 ) -> RunConfig:
-    name = "/".join(part for part in (spec.name, label, column, f"seed{seed}") if part)
+    name = run_name(spec, label, column, seed)
     try:
         return validate({**data, "name": name, "group": group, "preset": f"experiment:{spec.name}"})
     except ConfigError as exc:
@@ -111,6 +166,9 @@ def _config(
 
 
 def _launch(engine: Engine, label: str, column: str, seed: int, config: RunConfig) -> RunResult:
+    from worker.cli.experiment_summary import RunResult
+    from worker.trainer import execute
+
     with engine.begin() as conn:
         run_id = runs.create_run(conn, config.model_dump_json(), config.name, config.preset, config.group)
         runs.claim_run(conn, run_id, 1)
@@ -125,98 +183,69 @@ def _launch(engine: Engine, label: str, column: str, seed: int, config: RunConfi
     return RunResult(run_id, label, column, seed, summary.status, seconds)
 
 
-# ------------------------------------------------------------------------------------------- stages
+def summarize(group: str, name: str | None) -> int:
+    """``--summarize GROUP``: the summary of the group's stored runs, stored and written again."""
+    from worker.cli.experiment_summary import RunResult
 
-
-def _stages(
-    spec: ExperimentSpec, quick: bool, engine: Engine, group: str, folder: Path, data_dir: Path
-) -> dict[str, str]:
-    """Runs the spec's stages; returns the placeholder values."""
-    places: dict[str, str] = {}
-    cache = data_dir / "experiments" / "cache"
-    quick_steps = spec.quick.warmup_steps if quick else None
-    if spec.warmup is not None:
-        steps = quick_steps or spec.warmup.steps
-        places["{warmup}"] = str(_warmup(spec.warmup, steps, cache))
-    if spec.reward_model is not None:
-        data = substitute(spec.reward_model, places)
-        places["{reward_model}"] = _reward_model(spec, data, quick, engine, group, folder)
-    if spec.scenarios is not None:
-        if spec.warmup is None:
-            raise ConfigError("scenarios need a warmup model (the policy whose samples are ranked)")
-        other = None
-        if spec.other_model is not None:  # --quick: a quarter of the quick warm-up's steps
-            steps = max(1, quick_steps // 4) if quick_steps else spec.other_model.steps
-            other_dir = _warmup(spec.other_model, steps, cache)
-            other = load_policy(
-                validate({"model": {"source": "pretrained", "path": str(other_dir)}}).model, 0
-            )
-        places.update(_scenario_files(spec, places["{warmup}"], other, folder))
-    return places
-
-
-def _warmup(warmup: Warmup, steps: int, cache: Path) -> Path:
-    """The SFT model of ``warmup`` after ``steps`` steps, trained once and cached by its spec."""
-    key = json.dumps({**warmup.model_dump(), "steps": steps}, sort_keys=True, default=str)
-    out = cache / f"sft-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
-    if (out / "config.json").is_file():
-        print(f"warm-up model (cached): {out}", file=sys.stderr)
-        return out
-    config = validate({"model": warmup.model, "data": warmup.data, "seed": warmup.seed})
-    started = time.perf_counter()
-    staging = out.with_name(out.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    sft_warmup(config, staging, steps, warmup.lr, warmup.batch_size)
-    staging.rename(out)  # a crash mid-save never leaves a cached half model
-    seconds = time.perf_counter() - started
-    print(f"warm-up model: {steps} SFT steps in {seconds:.0f} s → {out}", file=sys.stderr)
-    return out
-
-
-def _reward_model(
-    spec: ExperimentSpec, data: dict[str, Any], quick: bool, engine: Engine, group: str, folder: Path
-) -> str:
-    overrides = [o for o in spec.quick.overrides if o.startswith("optim.")] if quick else []
-    config = validate(
-        {**apply_overrides(data, overrides), "name": f"{spec.name}/reward model", "group": group}
-    )
+    engine = init_db(get_settings().database_url)
     with engine.begin() as conn:
-        run_id = runs.create_run(
-            conn, config.model_dump_json(), config.name, f"experiment:{spec.name}", group
-        )
-        runs.claim_run(conn, run_id, 1)
-    sink = DbSink(engine, run_id, 1, total_steps=config.optim.max_steps)
-    out = folder / "reward-model"
-    summary = train_reward_model(config, sink, out)
-    sink.close()
+        row = experiment_groups.get_group(conn, group)
+        stored = runs.list_runs(conn, group=group, limit=100_000)
+    if row is None and not stored:
+        print(f"no group {group!r} in {get_settings().database_url}", file=sys.stderr)
+        return 2
+    name = name or (row.experiment if row else _preset_of(stored))
+    try:
+        spec = load_experiment(name or "")
+    except ConfigError as exc:
+        print(f"cannot tell the group's experiment (name it: experiment NAME --summarize GROUP):\n{exc}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    quick = row.quick if row else "-quick-" in group
+    seeds = row.seeds if row else sorted({json.loads(r.config).get("seed", 0) for r in stored})
+    newest = {}
+    for r in reversed(stored):  # newest first in ``stored``: a resumed run replaces its parent
+        newest[r.name] = r
+    results = []
+    for label, column, seed, _ in planned_runs(spec, quick, seeds):
+        found = newest.get(run_name(spec, label, column, seed))
+        if found is not None:
+            seconds = found.finished_at - found.started_at if found.finished_at and found.started_at else None
+            results.append(RunResult(found.id, label, column, seed, found.status, seconds))
+    if row is None:
+        with engine.begin() as conn:
+            count = run_count(spec, quick, seeds)
+            experiment_groups.create_group(conn, group, spec.name, spec.title, quick, seeds, count, "running")
+    folder = Path(get_settings().data_dir) / "experiments" / group
+    print(store_summary(engine, spec, group, results, quick, folder))
+    _settle(engine, group, [r.status for r in stored], len(results) == len(planned_runs(spec, quick, seeds)))
+    return 0
+
+
+def _preset_of(stored: list[runs.RunRow]) -> str | None:
+    presets = {r.preset for r in stored if r.preset and r.preset.startswith("experiment:")}
+    return presets.pop().removeprefix("experiment:") if len(presets) == 1 else None
+
+
+def _settle(engine: Engine, group: str, statuses: list[str], complete: bool) -> None:
+    """The group's outcome from its runs: still running while one is queued or running; succeeded
+    when every planned run exists and every run succeeded; failed otherwise."""
+    if any(s in ("queued", "running") for s in statuses):
+        return
+    ok = complete and all(s == "succeeded" for s in statuses)
+    error = None if ok else "not every planned run succeeded (summarized from the store)"
     with engine.begin() as conn:
-        runs.finish_run(conn, run_id, 1, summary.status)
-    accuracy = summary.metrics.get("rm/eval/accuracy", float("nan"))
-    print(
-        f"reward model: {summary.steps} steps, held-out accuracy {accuracy:.3f} (run {run_id}) → {out}",
-        file=sys.stderr,
-    )
-    return str(out)
+        experiment_groups.finish_group(conn, group, "succeeded" if ok else "failed", error, only_active=False)
 
 
-def _scenario_files(spec: ExperimentSpec, policy_dir: str, other: Any, folder: Path) -> dict[str, str]:
-    stage = spec.scenarios
-    assert stage is not None
-    config = validate(merge({"model": {"source": "pretrained", "path": policy_dir}}, {"data": stage.data}))
-    policy, tokenizer = load_policy(config.model, config.seed)
-    items = load_pairs(config.data, tokenizer).train
-    judge = build_judge(validate(spec.base).evaluation.judge)
-    sampling = SamplingSpec(stage.samples_per_prompt, stage.temperature, stage.max_new_tokens, config.seed)
-    data = build_scenarios(items, policy, tokenizer, judge, sampling, other)
-    held_out = validate({"data": stage.eval_data}).data
-    rows = [PreferenceRow(p.prompt_text, p.chosen_text, p.rejected_text, i + 1, "held-out", "standard")
-            for i, p in enumerate(load_pairs(held_out, tokenizer).train)]  # fmt: skip
-    places = {"{scenario:eval}": str(write_jsonl(rows, folder / "scenario-eval.jsonl"))}
-    for name, rows in data.rows.items():
-        path = write_jsonl(rows, folder / f"scenario-{name}.jsonl")
-        print(
-            f"scenario {name}: {len(rows)} rows ({data.dropped[name]} prompts dropped) → {path}",
-            file=sys.stderr,
-        )
-        places[f"{{scenario:{name}}}"] = str(path)
-    return places
+def main(argv: list[str] | None = None) -> int:
+    """``python -m worker.cli.experiment_command NAME …``: this command alone, without the other
+    commands' imports (what the ``experiments.run`` task starts)."""
+    parser = argparse.ArgumentParser(prog="alignscope")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["experiment", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,6 +1,6 @@
-"""The summary of an experiment group: our numbers (from the store) next to the paper's, a plain
-verdict per comparison, and one figure. Written as ``summary.md``, ``summary.json`` and
-``figure.html`` (plus ``figure.png`` when plotly can export images) in the experiment's folder.
+"""Our numbers of an experiment group, from the store, next to the paper's: the table, a plain verdict
+per comparison, and the figure as plain series (``experiment_report`` turns them into the stored
+summary, Markdown and figure files).
 
 Win rates are pooled over seeds (wins, ties, losses summed; Wilson 95 % interval on the pool). A
 method is compared with the first run of the spec (the baseline) by the difference of win rates and
@@ -10,30 +10,39 @@ holds 0 but not the paper's difference (in win-rate points, a different task and
 "too noisy to tell" otherwise.
 The paper's direction is read from the matching paper column when the columns coincide (the
 mixture ratios), else from the mean over the paper's columns (model sizes).
+
+Each builder returns ``(lines, data, figure)``: the Markdown rows of our table, ``data`` = {"table",
+"verdicts", "figure"} shaped like ``backend.storage.experiment_groups``'s Table, Verdict and Figure
+(display units: win rates and differences in %), and the plotly figure drawn from ``data["figure"]``.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
-import subprocess
 from collections import defaultdict
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 from sqlalchemy import Engine
 
+from backend.experiment_spec import ExperimentSpec
 from backend.storage import metrics
 from backend.storage.evaluations import list_evaluations
 from contracts import metric_keys as mk
-from worker.cli.experiment_spec import ExperimentSpec
+from worker.cli.experiment_figure import plotly_figure
 from worker.engine.evaluation import difference_interval, wilson_interval
 
 TOY_KEYS = (mk.TOY_PROB_CHOSEN, mk.TOY_PROB_REJECTED, mk.TOY_MASS_OUT_OF_PAIR, mk.TOY_MASS_UNSEEN)
+TOY_COLUMNS = (  # (column, field of the toy row, format)
+    ("p_w first", "first", "probability"),
+    ("peak p_w", "peak", "probability"),
+    ("peak step", "peak_step", "step"),
+    ("p_w end", "end", "probability"),
+    ("out-of-pair end", "out_of_pair", "probability"),
+    ("unseen end", "unseen", "probability"),
+)
+Parts = tuple[list[str], dict[str, Any], go.Figure]
 
 
 @dataclass
@@ -43,7 +52,11 @@ class RunResult:
     column: str
     seed: int
     status: str
-    seconds: float
+    seconds: float | None
+
+    def place(self) -> str:
+        """ "β-DPO 10% seed 0": the run's row, column and seed in the summary."""
+        return " ".join(part for part in (self.label, self.column, f"seed {self.seed}") if part)
 
 
 @dataclass
@@ -69,6 +82,15 @@ def pct(triple: tuple[float, float, float]) -> str:
     return "–" if math.isnan(value) else f"{100 * value:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
 
 
+def finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def points(triple: tuple[float, float, float]) -> list[float | None]:
+    """A (value, low, high) triple of fractions as percentages (None for NaN)."""
+    return [finite(100 * x) for x in triple]
+
+
 def verdict(difference: tuple[float, float, float], expected: float) -> str:
     """difference: (d, low, high) as fractions; expected: the paper's difference in points."""
     _, low, high = difference
@@ -81,6 +103,15 @@ def verdict(difference: tuple[float, float, float], expected: float) -> str:
     if not low <= expected / 100 <= high:
         return "weaker than the paper: our interval holds 0 but not the paper's difference"
     return "too noisy to tell"
+
+
+def category(text: str) -> str:
+    """The verdict's kind: agrees, disagrees, weaker, noisy or none (no paper direction, not run)."""
+    for prefix, kind in (("agrees", "agrees"), ("disagrees", "disagrees"), ("weaker", "weaker"),
+                         ("too noisy", "noisy")):  # fmt: skip
+        if text.startswith(prefix):
+            return kind
+    return "none"
 
 
 def pooled_cells(engine: Engine, results: list[RunResult], opponent: str = "chosen") -> dict[tuple, Cell]:
@@ -103,14 +134,17 @@ def pooled_cells(engine: Engine, results: list[RunResult], opponent: str = "chos
     return cells
 
 
-def _expected(paper: dict[str, Any], label: str, baseline: str, column: str) -> float:
+def _expected(paper: dict[str, Any], label: str, baseline: str, column: str) -> tuple[float, str]:
+    """The paper's difference label − baseline in points, and which of its numbers it comes from."""
     rows, columns = paper.get("rows", {}), paper.get("columns", [])
     if label not in rows or baseline not in rows:
-        return 0.0
+        return 0.0, ""
     diffs = [a - b for a, b in zip(rows[label], rows[baseline], strict=True)]
     if column in columns:
-        return diffs[columns.index(column)]
-    return sum(diffs) / len(diffs) if diffs else 0.0
+        return diffs[columns.index(column)], str(column)
+    if len(diffs) == 1:
+        return diffs[0], str(columns[0])
+    return (sum(diffs) / len(diffs) if diffs else 0.0), f"mean over its {len(diffs)} columns"
 
 
 def _verdicts(spec: ExperimentSpec, table: dict, heads: list[str], columns: list[tuple]) -> list[dict]:
@@ -119,30 +153,20 @@ def _verdicts(spec: ExperimentSpec, table: dict, heads: list[str], columns: list
     for label in [run.label for run in spec.runs[1:]]:
         for head, (column, _) in zip(heads, columns, strict=True):
             diff = difference_interval(table[label][head], table[baseline][head])
-            expected = _expected(spec.paper, label, baseline, column)
+            expected, basis = _expected(spec.paper, label, baseline, column)
+            said = verdict(diff, expected)
+            d, low, high = (f"{100 * x:+.1f}" for x in diff)
+            text = (f"{label} − {baseline} at {head}: ours {d} points [{low}, {high}], "
+                    f"paper {expected:+.2f} ({basis}) → {said}")  # fmt: skip
             verdicts.append(
-                {"method": label, "column": head, "difference": diff, "paper_direction": expected,
-                 "verdict": verdict(diff, expected)}
+                {"method": label, "column": head, "difference": points(diff), "paper_direction": expected,
+                 "paper_basis": basis, "verdict": said, "category": category(said), "text": text}
             )  # fmt: skip
     return verdicts
 
 
-def _bars(title: str, table: dict, heads: list[str]) -> go.Figure:
-    figure = go.Figure()
-    for label, row in table.items():
-        values = [row[head] for head in heads]
-        above = [100 * (v[2] - v[0]) for v in values]
-        below = [100 * (v[0] - v[1]) for v in values]
-        error = {"type": "data", "symmetric": False, "array": above, "arrayminus": below}
-        figure.add_bar(name=label, x=heads, y=[100 * v[0] for v in values], error_y=error)
-    figure.update_layout(title=title, yaxis_title="win rate vs chosen (%)", barmode="group")
-    return figure
-
-
-def win_rate_summary(
-    spec: ExperimentSpec, results: list[RunResult], engine: Engine
-) -> tuple[list[str], dict, go.Figure]:
-    """Markdown table rows, the JSON data and a bar figure of pooled win rates vs chosen."""
+def win_rate_summary(spec: ExperimentSpec, results: list[RunResult], engine: Engine) -> Parts:
+    """Pooled win rates vs chosen per method and (sweep column, temperature), and their intervals."""
     cells = pooled_cells(engine, results)
     order = [r.column for r in results]
     columns = sorted({(c, t) for (_, c, t) in cells}, key=lambda ct: (order.index(ct[0]), ct[1]))
@@ -154,15 +178,27 @@ def win_rate_summary(
     lines = ["| method | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
     lines += [f"| {label} | " + " | ".join(pct(row[h]) for h in heads) + " |" for label, row in table.items()]
     n = max((cell.n for cell in cells.values()), default=0)
-    lines.append(
-        "\nWin rate (%) against the dataset's chosen response, ties counted half, [95 % Wilson], "
-        f"n = {n} judgments per cell pooled over seeds."
-    )
+    note = (f"Win rate (%) against the dataset's chosen response, ties counted half, [95 % Wilson], "
+            f"n = {n} judgments per cell pooled over seeds.")  # fmt: skip
+    lines.append("\n" + note)
+    rows = [{"label": label, "cells": [_estimate(row[h]) for h in heads]} for label, row in table.items()]
+    series = []
+    for label, row in table.items():
+        value, low, high = zip(*(points(row[h]) for h in heads), strict=True) if heads else ((), (), ())
+        series.append({"name": label, "x": heads, "y": list(value), "low": list(low), "high": list(high)})
+    figure = {"kind": "intervals", "title": spec.title,
+              "panels": [{"y_title": "win rate vs chosen (%)", "series": series}]}  # fmt: skip
     data = {
-        "table": {k: {h: list(v) for h, v in row.items()} for k, row in table.items()},
+        "table": {"columns": [{"name": h, "format": "percent"} for h in heads], "rows": rows, "note": note},
         "verdicts": _verdicts(spec, table, heads, columns),
+        "figure": figure,
     }
-    return lines, data, _bars(spec.title, table, heads)
+    return lines, data, plotly_figure(figure)
+
+
+def _estimate(triple: tuple[float, float, float]) -> dict[str, float | None] | None:
+    value, low, high = points(triple)
+    return None if value is None else {"value": value, "low": low, "high": high}
 
 
 def _toy_row(series: dict[str, list[tuple[int, float]]]) -> dict[str, float]:
@@ -174,19 +210,17 @@ def _toy_row(series: dict[str, list[tuple[int, float]]]) -> dict[str, float]:
     }  # fmt: skip
 
 
-def toy_summary(
-    spec: ExperimentSpec, results: list[RunResult], engine: Engine
-) -> tuple[list[str], dict, go.Figure]:
+def toy_summary(spec: ExperimentSpec, results: list[RunResult], engine: Engine) -> Parts:
     """p_w at start/peak/end and the masses at the end per run (first seed), the claims checked, and
-    one figure with a panel per toy metric."""
-    figure = make_subplots(rows=2, cols=2, subplot_titles=TOY_KEYS)
+    one line panel per toy metric."""
     lines = [
         "| run | p_w first | peak p_w (step) | p_w end | out-of-pair end | unseen end |",
         "|---" * 6 + "|",
     ]
     rows: dict[str, dict[str, float]] = {}
+    panels: list[dict[str, Any]] = [{"title": key, "series": []} for key in TOY_KEYS]
     with engine.connect() as conn:
-        for index, result in enumerate(r for r in results if r.seed == results[0].seed):
+        for result in (r for r in results if r.seed == results[0].seed):
             series = {key: metrics.series(conn, result.run_id, key, max_points=100_000) for key in TOY_KEYS}
             if not all(series.values()):
                 continue
@@ -195,16 +229,25 @@ def toy_summary(
                 f"| {result.label} | {row['first']:.3f} | {row['peak']:.3f} ({row['peak_step']}) | "
                 f"{row['end']:.3f} | {row['out_of_pair']:.3f} | {row['unseen']:.3f} |"
             )
-            color = {"color": f"hsl({index * 55 % 360}, 65%, 45%)"}
-            for k, key in enumerate(TOY_KEYS):
+            for panel, key in zip(panels, TOY_KEYS, strict=True):
                 steps, values = zip(*series[key], strict=True)
-                figure.add_scatter(
-                    x=steps, y=values, name=result.label, legendgroup=result.label, showlegend=k == 0,
-                    line=color, row=k // 2 + 1, col=k % 2 + 1,
-                )  # fmt: skip
-    figure.update_layout(title=spec.title, height=700)
-    verdicts = [{"claim": c["claim"], "verdict": _toy_claim(c, rows)} for c in spec.paper.get("claims", [])]
-    return lines, {"table": rows, "verdicts": verdicts}, figure
+                y = [finite(v) for v in values]
+                panel["series"].append({"name": result.label, "x": list(steps), "y": y})
+    verdicts = []
+    for claim in spec.paper.get("claims", []):
+        said = _toy_claim(claim, rows)
+        verdicts.append({"claim": claim["claim"], "verdict": said, "category": category(said),
+                         "text": f"{claim['claim']}: {said}"})  # fmt: skip
+    table = {
+        "columns": [{"name": name, "format": form} for name, _, form in TOY_COLUMNS],
+        "rows": [
+            {"label": label, "cells": [{"value": finite(row[field])} for _, field, _ in TOY_COLUMNS]}
+            for label, row in rows.items()
+        ],
+        "note": "p_w = mean π(chosen | prompt); out-of-pair = 1 − π(y_w) − Σ π(rejected); first seed.",
+    }
+    figure = {"kind": "lines", "title": spec.title, "x_title": "step", "panels": panels}
+    return lines, {"table": table, "verdicts": verdicts, "figure": figure}, plotly_figure(figure)
 
 
 def _toy_claim(claim: dict[str, Any], rows: dict[str, dict[str, float]]) -> str:
@@ -217,70 +260,3 @@ def _toy_claim(claim: dict[str, Any], rows: dict[str, dict[str, float]]) -> str:
     if claim["kind"] == "peak_then_fall":
         return "agrees" if a["peak"] - a["end"] > 0.05 else "disagrees"
     return "agrees" if a[field] > 0.05 else "disagrees"
-
-
-def paper_lines(paper: dict[str, Any]) -> list[str]:
-    if not paper.get("rows"):
-        return [f"- {c['claim']}" for c in paper.get("claims", [])]
-    cols = paper["columns"]
-    lines = ["| method | " + " | ".join(map(str, cols)) + " |", "|---|" + "---|" * len(cols)]
-    lines += [
-        f"| {label} | " + " | ".join(f"{v:g}" for v in values) + " |"
-        for label, values in paper["rows"].items()
-    ]
-    return lines
-
-
-def _verdict_line(item: dict[str, Any], baseline: str) -> str:
-    if "claim" in item:
-        return f"- {item['claim']}: **{item['verdict']}**"
-    d, low, high = (100 * x for x in item["difference"])
-    return (
-        f"- {item['method']} − {baseline} at {item['column']}: {d:+.1f} points [{low:+.1f}, {high:+.1f}]; "
-        f"paper {item['paper_direction']:+.2f} → **{item['verdict']}**"
-    )
-
-
-def write_summary(
-    spec: ExperimentSpec, group: str, results: list[RunResult], engine: Engine, folder: Path, quick: bool
-) -> str:
-    """Builds, writes and returns the Markdown summary of the group."""
-    build = toy_summary if spec.summary == "toy" else win_rate_summary
-    ours, data, figure = build(spec, results, engine)
-    minutes = sum(r.seconds for r in results) / 60
-    header = f"group `{group}`{' (--quick)' if quick else ''}; {len(results)} runs, {minutes:.1f} min"
-    lines = [f"# {spec.title}", "", header, "", spec.description.strip(), "", "## Ours", "", *ours, ""]
-    lines += [f"## Paper — {spec.paper.get('citation', 'no paper numbers')}", "", *paper_lines(spec.paper)]
-    lines += ["", "## Verdicts", "", *(_verdict_line(v, spec.runs[0].label) for v in data["verdicts"])]
-    failed = [f"{r.label} seed {r.seed} ({r.status})" for r in results if r.status != "succeeded"]
-    if failed:
-        lines += ["", f"Runs not succeeded: {', '.join(failed)}"]
-    text = "\n".join(lines)
-    (folder / "summary.md").write_text(text)
-    runs = [asdict(r) for r in results]
-    payload = {"group": group, "title": spec.title, "quick": quick, "runs": runs, "paper": spec.paper, **data}
-    (folder / "summary.json").write_text(json.dumps(payload, indent=1, default=str))
-    figure.write_html(str(folder / "figure.html"), include_plotlyjs=True)
-    if not write_png(figure, folder / "figure.html", folder / "figure.png"):
-        text += "\n\n(figure.png not written: neither kaleido nor chromium is available; figure.html is)"
-    return text + f"\n\nwritten to {folder}"
-
-
-def write_png(figure: go.Figure, html: Path, png: Path) -> bool:
-    """figure.png through plotly's image export (kaleido) or, failing that, a headless-Chromium
-    screenshot of the HTML; False when neither works."""
-    try:
-        figure.write_image(str(png), width=1100, height=750)
-        return True
-    except Exception:  # plotly raises several kinds when kaleido or its browser is missing
-        pass
-    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    if browser is None:
-        return False
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1100,750"]
-    command = [browser, *flags, "--virtual-time-budget=5000", f"--screenshot={png}", html.as_uri()]
-    try:
-        subprocess.run(command, capture_output=True, timeout=90, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return png.is_file()

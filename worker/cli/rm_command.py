@@ -15,7 +15,6 @@ from backend.storage import runs
 from backend.storage.db import init_db
 from contracts.pairs import DatasetError
 from worker.db_sink import DbSink
-from worker.engine.reward_model import train_reward_model
 from worker.engine.sinks import ConsoleSink, TeeSink
 
 
@@ -37,6 +36,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from worker.engine.reward_model import train_reward_model  # torch loads only for this command
+
     try:
         config = load_config(args.config, args.overrides)
     except ConfigError as exc:

@@ -4,12 +4,15 @@
 starts a real Celery worker process (``alignscope worker``) when the broker is the embedded one (or
 with ``--with-worker``; ``--no-worker`` never). It holds ``<data_dir>/serve.lock`` (``flock``, shared
 with its worker), so a second ``serve`` on the same data dir is refused. Ctrl-C or SIGTERM stops
-uvicorn, the reconciler and the worker (SIGTERM: warm shutdown; a running trainer is ended and its
-run is re-queued from its checkpoint by the reconciler on the next start); a second Ctrl-C kills the
-worker at once. A bind other than loopback needs ALIGNSCOPE_API_TOKEN.
+uvicorn, the reconciler and the worker (SIGTERM: warm shutdown; a running trainer finishes its step,
+checkpoints and its run goes back to the queue at the same attempt, its task sent again, so the next
+start resumes it at once); a second Ctrl-C kills the worker and its trainer at once (the run is then
+left to the reconciler). A bind other than loopback needs ALIGNSCOPE_API_TOKEN.
 
 ``worker`` runs a Celery worker for the ``runs.train`` task (threads pool, prefetch 1, acks_late) on
-the given queues: ``gpu`` and ``cpu`` (Celery's default queue ``celery``), both by default.
+the given queues: ``gpu`` and ``cpu`` (Celery's default queue ``celery``), both by default. SIGTERM
+or Ctrl-C: warm shutdown, as above; a second SIGTERM kills the running trainers at once (Celery
+itself ignores a repeated SIGTERM; a second Ctrl-C on its terminal reaches the trainers directly).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import ipaddress
+import itertools
 import os
 import signal
 import socket
@@ -180,7 +184,8 @@ def _stop_worker(worker: subprocess.Popen[bytes], signals: _SignalLatch) -> None
     """Warm shutdown (SIGTERM), then SIGKILL of its process group after WORKER_STOP_S or on a
     second Ctrl-C."""
     if worker.poll() is None:
-        print("stopping the worker (a running trainer is ended; Ctrl-C again to kill it)", file=sys.stderr)
+        print("stopping the worker (a training run checkpoints and goes back to the queue; Ctrl-C again "
+              "to kill it)", file=sys.stderr)  # fmt: skip
         worker.send_signal(signal.SIGTERM)
     try:
         worker.wait(WORKER_STOP_S)
@@ -210,8 +215,25 @@ def worker_command(args: argparse.Namespace) -> int:
             f"--hostname=alignscope-{os.getpid()}@%h", f"--loglevel={args.loglevel}"]  # fmt: skip
     if settings.broker_url is None:
         argv.append("--without-heartbeat")  # the filesystem broker has no fanout for worker events
+    _abort_trainers_on_repeat()
     app.worker_main(argv)
     return 0
+
+
+def _abort_trainers_on_repeat() -> None:
+    """From the second shutdown request on (SIGTERM again), kill the running trainers instead of
+    waiting for their checkpoints (``worker.supervisor`` then releases the runs it can resume)."""
+    from celery import signals
+
+    from worker.supervisor import abort_trainers
+
+    requests = itertools.count(1)
+
+    def on_shutdown(**_: object) -> None:
+        if next(requests) > 1 and (killed := abort_trainers()):  # in a signal handler: no print
+            os.write(2, f"worker: shutdown requested again; {killed} trainer(s) killed\n".encode())
+
+    signals.worker_shutting_down.connect(on_shutdown, weak=False)
 
 
 def _exit_with_parent(parent_pid: int) -> None:

@@ -1,4 +1,6 @@
-"""Experiment presets (``presets/experiments/NAME.yaml``): a group of runs launched together.
+"""Experiment presets (``presets/experiments/NAME.yaml``): a group of runs launched together. Read by
+the CLI (``alignscope experiment``, which runs them) and by the API (which lists and launches them),
+so the spec lives in the backend, which never imports the worker.
 
 A spec has a ``base`` RunConfig mapping shared by every run, ``runs`` (a label and the mapping merged
 over the base), ``seeds`` (each run once per seed), an optional ``sweep`` (each run once per value of
@@ -14,6 +16,7 @@ builder; ``paper`` holds the numbers printed beside ours, with their citation.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -156,3 +159,19 @@ def planned_runs(
                     column = spec.sweep.label.format(value=value)
                 planned.append((run.label, column, seed, apply_overrides(data, overrides)))
     return planned
+
+
+def run_count(spec: ExperimentSpec, quick: bool, seeds: list[int] | None = None) -> int:
+    """Runs the group records: the planned runs, plus the reward model's when the spec trains one."""
+    return len(planned_runs(spec, quick, seeds)) + (spec.reward_model is not None)
+
+
+def group_name(spec: ExperimentSpec, quick: bool, now: float | None = None) -> str:
+    """``NAME[-quick]-YYYYmmdd-HHMMSS`` (local time of ``now``, default the current time)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    return f"{spec.name}{'-quick' if quick else ''}-{stamp}"
+
+
+def wants_gpu(spec: ExperimentSpec) -> bool:
+    """True when the spec's runs ask for ``device: cuda`` (its group then goes to the gpu queue)."""
+    return spec.base.get("device") == "cuda"
