@@ -20,8 +20,8 @@ Workload: a training run's metric stream as the engine emits it, ``--keys`` scal
   over all calls. Each call commits.
 
 Each side writes to its own fresh database: two SQLite files in a temporary folder (each with its
-system's defaults: ours WAL + synchronous=NORMAL, MLflow's SQLAlchemy defaults), and two PostgreSQL
-databases ``as_bench_<random>`` created on the local server and dropped at the end (PostgreSQL is
+system's defaults: ours ``backend.storage.db``'s pragmas, MLflow's SQLAlchemy defaults), and two
+PostgreSQL databases ``as_bench_<random>`` created on the local server and dropped at the end (PostgreSQL is
 skipped, its figures null, when the server is unreachable). Every repeat logs a new run, the two
 sides alternating; the figure of each side is the median over ``--repeats``. Progress goes to
 stderr; the last line on stdout is one JSON object with rows/s of each side, ``ratio_* = ours /
