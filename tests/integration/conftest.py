@@ -32,6 +32,7 @@ import redis
 from sqlalchemy import Engine, select
 
 from backend.config_files import load_config
+from backend.storage import runs
 from backend.storage.db import make_engine
 from backend.storage.tables import metric_points
 from contracts import metric_keys as mk
@@ -334,3 +335,14 @@ def loss_steps(engine: Engine, run_id: str) -> list[int]:
     )
     with engine.connect() as conn:
         return sorted(conn.execute(stmt).scalars())
+
+
+FINAL = ("succeeded", "failed", "stopped")
+
+
+def run_row(engine: Engine, run_id: str) -> runs.RunRow:
+    """The run's row as stored now (it must exist)."""
+    with engine.connect() as conn:
+        row = runs.get_run(conn, run_id)
+    assert row is not None
+    return row

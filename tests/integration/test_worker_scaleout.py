@@ -18,29 +18,22 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import make_url
 
-from backend.storage import runs
 from backend.storage.tables import metric_points
 from contracts import metric_keys as mk
 from tests.integration.conftest import (
+    FINAL,
     PG_ADMIN,
     Api,
     ProcessKeeper,
     ensure_redis,
     loss_steps,
+    run_row,
     tiny_config,
     trainer_pids,
     wait_for,
 )
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
-FINAL = ("succeeded", "failed", "stopped")
-
-
-def _row(engine: Engine, run_id: str) -> runs.RunRow:
-    with engine.connect() as conn:
-        row = runs.get_run(conn, run_id)
-    assert row is not None
-    return row
 
 
 def test_a_run_succeeds_once_though_its_task_is_delivered_three_times(
@@ -81,7 +74,7 @@ def test_stop_while_running_checkpoints_and_ends_stopped(
     run = scaleout_api.wait(run_id, FINAL, 60)
     assert run["status"] == "stopped" and 2 <= run["step"] < 200
     folder = data_dir / "checkpoints" / run_id
-    assert _row(pg_engine, run_id).checkpoint_path == str(folder) and any(folder.iterdir())
+    assert run_row(pg_engine, run_id).checkpoint_path == str(folder) and any(folder.iterdir())
     assert loss_steps(pg_engine, run_id) == list(range(1, run["step"] + 1))
 
 
@@ -97,7 +90,7 @@ def test_kill_9_of_the_trainer_fails_the_run_and_keeps_its_rows(
     assert run["status"] == "failed" and "killed by signal 9" in run["error"]
     steps = loss_steps(pg_engine, run_id)
     assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 4  # flushed rows kept, once each
-    assert _row(pg_engine, run_id).checkpoint_path == str(data_dir / "checkpoints" / run_id)
+    assert run_row(pg_engine, run_id).checkpoint_path == str(data_dir / "checkpoints" / run_id)
 
 
 def test_kill_9_of_the_whole_worker_is_requeued_from_the_checkpoint(
@@ -106,7 +99,8 @@ def test_kill_9_of_the_whole_worker_is_requeued_from_the_checkpoint(
     first = scaleout.worker()
     run_id = scaleout_api.submit(tiny_config("optim.max_steps=64", "checkpoint_every=2"))
     scaleout_api.wait_step(run_id, 4, 120)
-    wait_for(lambda: _row(pg_engine, run_id).checkpoint_path is not None, 30, "the checkpoint to be recorded")
+    recorded = lambda: run_row(pg_engine, run_id).checkpoint_path is not None  # noqa: E731
+    wait_for(recorded, 30, "the checkpoint to be recorded")
     os.killpg(first.process.pid, signal.SIGKILL)  # worker, supervisor thread and trainer at once
     first.process.wait()
     wait_for(lambda: not trainer_pids(data_dir, run_id), 10, "the trainer to die with its worker")

@@ -27,29 +27,22 @@ from backend.storage.db import init_db, make_engine
 from backend.storage.tables import metric_points
 from contracts import metric_keys as mk
 from tests.integration.conftest import (
+    FINAL,
     REPO,
     Api,
     ProcessKeeper,
     free_port,
     loss_steps,
     pids_using,
+    run_row,
     tiny_config,
     trainer_pids,
     wait_for,
 )
 
-FINAL = ("succeeded", "failed", "stopped")
-
-
-def _row(engine: Engine, run_id: str) -> runs.RunRow:
-    with engine.connect() as conn:
-        row = runs.get_run(conn, run_id)
-    assert row is not None
-    return row
-
 
 def _released(engine: Engine, run_id: str, timeout: float) -> runs.RunRow:
-    return wait_for(lambda: (r := _row(engine, run_id)).status != "running" and r, timeout, "the release")
+    return wait_for(lambda: (r := run_row(engine, run_id)).status != "running" and r, timeout, "the release")
 
 
 def _loss_times(engine: Engine, run_id: str) -> dict[int, float]:
@@ -70,7 +63,7 @@ def test_release_keeps_the_attempt_and_yields_to_a_user_stop(tmp_path: Path) -> 
         assert not runs.release_run(conn, run_id, 2)  # not this attempt's
         assert runs.release_run(conn, run_id, 1)
         assert not runs.release_run(conn, run_id, 1)  # already queued
-    row = _row(engine, run_id)
+    row = run_row(engine, run_id)
     assert (row.status, row.attempt, row.heartbeat_at, row.message) == ("queued", 1, None, runs.RELEASED)
     time.sleep(0.01)
     with engine.begin() as conn:
@@ -78,7 +71,7 @@ def test_release_keeps_the_attempt_and_yields_to_a_user_stop(tmp_path: Path) -> 
         assert runs.get_run(conn, run_id).started_at > first_start
         assert runs.request_stop(conn, run_id) == "running"
         assert not runs.release_run(conn, run_id, 1)  # the user's stop wins
-    assert _row(engine, run_id).status == "running"
+    assert run_row(engine, run_id).status == "running"
     engine.dispose()
 
 
@@ -146,7 +139,7 @@ def test_sigterm_releases_the_run_at_once_and_the_next_worker_resumes_it(
     log = (data_dir / "logs" / run_id / "attempt-1.log").read_text()
     assert "SIGTERM: stopping after this step" in log and "resuming from the checkpoint" in log
     assert "Traceback" not in log
-    assert json.loads(_row(pg_engine, run_id).environment)["worker"].endswith(f":{second.process.pid}")
+    assert json.loads(run_row(pg_engine, run_id).environment)["worker"].endswith(f":{second.process.pid}")
 
 
 @pytest.mark.slow
@@ -156,9 +149,11 @@ def test_a_second_sigterm_kills_the_trainer_and_the_run_resumes_from_its_last_ch
     scaleout: ProcessKeeper, scaleout_api: Api, pg_engine: Engine, data_dir: Path
 ) -> None:
     first = scaleout.worker()
-    run_id = scaleout_api.submit(tiny_config("optim.max_steps=24", "checkpoint_every=2"))
+    config = tiny_config("optim.max_steps=120", "checkpoint_every=2")  # long enough to be caught mid-run
+    run_id = scaleout_api.submit(config)
     scaleout_api.wait_step(run_id, 2, 120)
-    wait_for(lambda: _row(pg_engine, run_id).checkpoint_path is not None, 30, "the checkpoint to be recorded")
+    recorded = lambda: run_row(pg_engine, run_id).checkpoint_path is not None  # noqa: E731
+    wait_for(recorded, 30, "the checkpoint to be recorded")
     (trainer,) = trainer_pids(data_dir, run_id)
     os.kill(trainer, signal.SIGSTOP)  # a trainer deep in a long step: it cannot act on SIGTERM
     signalled = time.monotonic()
@@ -169,12 +164,12 @@ def test_a_second_sigterm_kills_the_trainer_and_the_run_resumes_from_its_last_ch
     assert time.monotonic() - signalled < 10  # not the 30 s grace
     output = first.output()
     assert "1 trainer(s) killed" in output and "trainer ended by signal 9 during shutdown" in output
-    row = _row(pg_engine, run_id)
+    row = run_row(pg_engine, run_id)
     assert (row.status, row.attempt, row.message) == ("queued", 1, runs.RELEASED)
     scaleout.worker()
     run = scaleout_api.wait(run_id, FINAL, 180)
-    assert (run["status"], run["attempt"], run["step"]) == ("succeeded", 1, 24), run["error"]
-    assert loss_steps(pg_engine, run_id) == list(range(1, 25))  # recomputed steps were not stored twice
+    assert (run["status"], run["attempt"], run["step"]) == ("succeeded", 1, 120), run["error"]
+    assert loss_steps(pg_engine, run_id) == list(range(1, 121))  # recomputed steps were not stored twice
 
 
 @pytest.mark.slow
@@ -184,14 +179,14 @@ def test_ctrl_c_on_serve_releases_the_run_and_the_next_serve_resumes_it(
     port = free_port()
     serve = keeper.serve(port)
     api = Api(port)
-    run_id = api.submit(tiny_config("optim.max_steps=16"))
+    run_id = api.submit(tiny_config("optim.max_steps=120"))  # long enough to be caught mid-run
     api.wait_step(run_id, 3, 150)
     signalled = time.monotonic()
     assert serve.stop(signal.SIGINT, timeout=60) == 0
     assert time.monotonic() - signalled < 20
     wait_for(lambda: not pids_using(data_dir), 30, "serve, its worker and the trainer to exit")
     engine = make_engine(f"sqlite:///{data_dir / 'alignscope.db'}")
-    row = _row(engine, run_id)
+    row = run_row(engine, run_id)
     assert (row.status, row.attempt, row.message) == ("queued", 1, runs.RELEASED)
     assert any((data_dir / "broker" / "queue").iterdir())  # the wake-up, for the next start
     assert serve.output().count(f"run {run_id} attempt 1: trainer pid") == 1  # not claimed while stopping
@@ -199,6 +194,6 @@ def test_ctrl_c_on_serve_releases_the_run_and_the_next_serve_resumes_it(
     keeper.serve(port)
     Api(port).wait(run_id, ("running", *FINAL), 20)  # at once: not the reconciler's re-send (30 s)
     run = Api(port).wait(run_id, FINAL, 150)
-    assert (run["status"], run["attempt"], run["step"]) == ("succeeded", 1, 16), run["error"]
-    assert loss_steps(engine, run_id) == list(range(1, 17))
+    assert (run["status"], run["attempt"], run["step"]) == ("succeeded", 1, 120), run["error"]
+    assert loss_steps(engine, run_id) == list(range(1, 121))
     engine.dispose()
