@@ -78,6 +78,7 @@ class Plan:
     threads: int
     device: str = "cpu"
     model_dir: str | None = None
+    ours_set: tuple[str, ...] = ()  # extra dotted overrides for our two variants (e.g. memory savers)
 
     @property
     def total_steps(self) -> int:
@@ -139,6 +140,7 @@ def run_config(plan: Plan, variant: str) -> RunConfig:
         f"diagnostics.pair_records={str(full).lower()}",
         f"log_every={1 if full else MAX_STEPS_CAP}",
         f"name=bench-{variant}",
+        *plan.ours_set,
     ]
     return validate(apply_overrides(load_preset(PRESETS[plan.model]), overrides))
 
@@ -356,6 +358,8 @@ def parse_plan(argv: list[str] | None = None) -> Plan:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="cuda: both sides train in bf16 autocast on the GPU")  # fmt: skip
     parser.add_argument("--model-dir", help="with --model pretrained: a local model folder (safetensors)")
+    parser.add_argument("--set", dest="ours_set", action="append", default=[], metavar="KEY=VALUE",
+                        help="dotted override, ours only: model.gradient_checkpointing=false")  # fmt: skip
     args = parser.parse_args(argv)
     values = {**DEFAULTS[args.model], **(QUICK if args.quick else {})}
     for key in ("data", "steps", "warmup", "repeats", "batch", "micro_batch", "max_length"):
@@ -367,8 +371,9 @@ def parse_plan(argv: list[str] | None = None) -> Plan:
     if args.model == "pretrained" and not args.model_dir:
         parser.error("--model pretrained needs --model-dir")
     plan = Plan(
-        model=args.model, threads=args.threads, device=args.device, model_dir=args.model_dir, **values
-    )
+        model=args.model, threads=args.threads, device=args.device, model_dir=args.model_dir,
+        ours_set=tuple(args.ours_set), **values,
+    )  # fmt: skip
     if plan.warmup < 1 or plan.steps < 1 or plan.repeats < 1:
         parser.error("--warmup, --steps and --repeats must be at least 1")
     if plan.batch % plan.micro_batch:

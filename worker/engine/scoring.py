@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from worker.engine.data import PairBatch, TokenizedPair, collate
+from worker.engine.head_logps import token_logps as head_token_logps
 from worker.engine.objective import PairScores
 
 
@@ -31,7 +32,8 @@ def response_logps(model: nn.Module, batch: PairBatch) -> tuple[Tensor, Tensor]:
     """Summed log-probs (2B,) in float32 nats and response token counts (2B,) of a batch.
 
     Runs the base transformer on all tokens, then the output embedding on the M response positions
-    only: logits are (M, V) instead of (2B, T, V).
+    only: logits are (M, V) instead of (2B, T, V), and for large vocabularies only a chunk of them at
+    a time (``head_logps``).
     """
     labels = batch.labels[:, 1:]
     mask = labels != -100
@@ -40,9 +42,7 @@ def response_logps(model: nn.Module, batch: PairBatch) -> tuple[Tensor, Tensor]:
     with _autocast(batch.input_ids.device):
         base = getattr(model, model.base_model_prefix)
         hidden = base(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
-        logits = model.get_output_embeddings()(hidden[:, :-1][mask])
-    logits = logits.float()
-    token_logps = logits.gather(1, targets.unsqueeze(1)).squeeze(1) - torch.logsumexp(logits, dim=1)
+        token_logps = head_token_logps(hidden[:, :-1][mask], model.get_output_embeddings(), targets)
     sums = torch.zeros(labels.shape[0], dtype=torch.float32, device=labels.device)
     sums = sums.index_add(0, rows, token_logps)
     return sums, mask.sum(dim=1)
