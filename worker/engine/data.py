@@ -288,15 +288,17 @@ def collate(pairs: Sequence[TokenizedPair], pad_id: int) -> PairBatch:
         raise ValueError("collate needs at least one pair")
     sequences = [(p.prompt_ids, p.chosen_ids) for p in pairs]
     sequences += [(p.prompt_ids, p.rejected_ids) for p in pairs]
-    width = max(len(prompt) + len(response) for prompt, response in sequences)
-    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    labels = torch.full((len(sequences), width), IGNORE_INDEX, dtype=torch.long)
-    for row, (prompt, response) in enumerate(sequences):
-        start, end = len(prompt), len(prompt) + len(response)
-        input_ids[row, :end] = torch.tensor(prompt + response, dtype=torch.long)
-        attention_mask[row, :end] = 1
-        labels[row, start:end] = torch.tensor(response, dtype=torch.long)
+    # one flat tensor of every row's tokens, scattered by a (2B, T) mask: a handful of tensor ops
+    # instead of two per row (per-op overhead dominated small models' steps)
+    ends = torch.tensor([len(prompt) + len(response) for prompt, response in sequences])
+    starts = torch.tensor([len(prompt) for prompt, _ in sequences])
+    flat = torch.tensor([token for prompt, response in sequences for token in (*prompt, *response)])
+    positions = torch.arange(int(ends.max()))
+    filled = positions < ends.unsqueeze(1)
+    input_ids = torch.full(filled.shape, pad_id, dtype=torch.long)
+    input_ids[filled] = flat  # row-major order of the mask = the order of ``flat``
+    labels = input_ids.masked_fill(~filled | (positions < starts.unsqueeze(1)), IGNORE_INDEX)
+    attention_mask = filled.long()
     return PairBatch(input_ids, attention_mask, labels, [p.pair_id for p in pairs], len(pairs))
 
 
