@@ -24,14 +24,20 @@ task appending its start time to a file, 10 tasks sent 0.37 s apart):
 set: every transport option goes to ``create_engine``), keeps delivered rows forever, strands the
 message of a SIGKILLed worker and ignores remote control. ``filesystem://`` deletes (moves) a message
 before the task runs, so a worker killed in between loses it. Both losses are repaired the same way:
-the reconciler re-sends a queued run whose message is no longer in the broker.
+the reconciler re-sends a queued run or experiment group whose message is no longer in the broker.
 
-Reconciler (a daemon thread every ALIGNSCOPE_RECONCILE_EVERY_S, default 5 s, in every worker and in
-``alignscope serve``): ``requeue_stale`` re-queues a run whose heartbeat is older than
-ALIGNSCOPE_STALE_AFTER_S (default 60 s) from its checkpoint with attempt + 1 while attempt <
-ALIGNSCOPE_MAX_ATTEMPTS (default 3), else marks it failed, and the task is sent again; a run queued
-for more than ALIGNSCOPE_RESEND_AFTER_S (default 30 s) while the broker holds fewer waiting messages
-than there are queued runs is sent again. Duplicates are harmless: the claim is conditional.
+Reconciler (``worker.reconciler``, whose ``Reconciler`` and ``ReconcilePolicy`` are importable from
+here too): a daemon thread in every worker and in ``alignscope serve``, started by
+``start_reconciler``. It re-queues or fails runs with a stale heartbeat, fails experiment groups with
+a stale heartbeat, and re-sends the task of a run or group queued longer than
+ALIGNSCOPE_RESEND_AFTER_S whose message the broker cannot be holding.
+
+Shutdown (``worker_shutting_down``, sent by Celery for each SIGTERM, SIGINT or SIGQUIT, so the same in
+``alignscope worker`` and a plain ``celery -A worker.tasks worker``): the first request sets
+``SHUTDOWN`` (trainers checkpoint and release their runs, experiment commands get SIGINT); every later
+one sets ``ABORT`` and kills the running trainers and experiment commands at once (their runs are
+released from the last recorded checkpoint, or left to the reconciler). Celery alone only repeats its
+warm shutdown, which waits for the running tasks, so without this hook a second SIGTERM changed nothing.
 """
 
 from __future__ import annotations
@@ -39,9 +45,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -52,16 +56,16 @@ from sqlalchemy import Engine
 
 from backend.queue import DEFAULT_QUEUE, EXPERIMENT_TASK, GPU_QUEUE, TASK_NAME, queue_for, redact
 from backend.settings import Settings, get_settings
-from backend.storage import runs
-from backend.storage.db import make_engine, reader
+from backend.storage.db import make_engine
 from contracts.config import RunConfig
-from worker.supervisor import SupervisorOptions, supervise
+from worker.reconciler import ReconcilePolicy, Reconciler
+from worker.supervisor import SupervisorOptions, abort_trainers, supervise
 
 log = logging.getLogger(__name__)
 QUEUES = (GPU_QUEUE, DEFAULT_QUEUE)
 POLLING_INTERVAL_S = 0.1
-PROCESSED_KEPT_S = 600.0
-SHUTDOWN = threading.Event()  # set when this worker begins its shutdown
+SHUTDOWN = threading.Event()  # set at this worker's first shutdown request
+ABORT = threading.Event()  # set at a later one: trainers and experiment commands are killed at once
 
 
 def broker_config(settings: Settings) -> dict[str, Any]:
@@ -161,87 +165,6 @@ class TaskEnqueuer:
             return None
 
 
-@dataclass(frozen=True)
-class ReconcilePolicy:
-    """every_s: period; stale_after_s: heartbeat age that means dead; max_attempts: attempts per run;
-    resend_after_s: how long a queued run waits before its message counts as possibly lost."""
-
-    every_s: float = 5.0
-    stale_after_s: float = 60.0
-    max_attempts: int = 3
-    resend_after_s: float = 30.0
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ReconcilePolicy:
-        def read(name: str, default: float) -> float:
-            return float(environ.get(f"ALIGNSCOPE_{name}") or default)
-
-        return cls(
-            every_s=read("RECONCILE_EVERY_S", cls.every_s),
-            stale_after_s=read("STALE_AFTER_S", cls.stale_after_s),
-            max_attempts=int(read("MAX_ATTEMPTS", cls.max_attempts)),
-            resend_after_s=read("RESEND_AFTER_S", cls.resend_after_s),
-        )
-
-
-class Reconciler:
-    """Makes the broker agree with the run rows (see the module docstring); one ``once()`` per tick."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        enqueuer: TaskEnqueuer,
-        policy: ReconcilePolicy,
-        processed_folder: Path | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.engine, self.enqueuer, self.policy = engine, enqueuer, policy
-        self.processed_folder = processed_folder
-        self.clock = clock
-        self._waiting_since: dict[tuple[str, int], float] = {}
-
-    def once(self) -> list[tuple[str, int]]:
-        """One pass; returns the (run_id, attempt) pairs whose task was sent."""
-        with self.engine.begin() as conn:
-            requeued = set(runs.requeue_stale(conn, self.policy.stale_after_s, self.policy.max_attempts))
-        with reader(self.engine).connect() as conn:
-            queued = {(r.id, r.attempt): r for r in runs.list_runs(conn, status="queued", limit=10_000)}
-        for run_id, attempt in sorted(requeued):
-            log.warning("run %s: heartbeat stale; re-queued as attempt %d", run_id, attempt)
-        now = self.clock()
-        since = {key: self._waiting_since.get(key, now) for key in queued}
-        aged = [k for k in queued if k not in requeued and now - since[k] >= self.policy.resend_after_s]
-        if aged:
-            waiting = self.enqueuer.waiting()
-            if waiting is not None and waiting >= len(queued) - len(requeued & queued.keys()):
-                aged = []  # every queued run can still have its message waiting: none was lost
-        due = [key for key in queued if key in requeued] + aged
-        for key in due:
-            self.enqueuer.enqueue(*key, RunConfig.model_validate_json(queued[key].config))
-            since[key] = now
-        self._waiting_since = since
-        self._prune_processed()
-        return due
-
-    def _prune_processed(self) -> None:
-        """Delete delivered messages of the embedded broker older than PROCESSED_KEPT_S."""
-        if self.processed_folder is None or not self.processed_folder.is_dir():
-            return
-        cutoff = time.time() - PROCESSED_KEPT_S
-        for path in self.processed_folder.iterdir():
-            if path.stat().st_mtime < cutoff:
-                path.unlink(missing_ok=True)
-
-    def run(self, stop: threading.Event) -> None:
-        """Reconcile every ``policy.every_s`` until ``stop`` is set; errors are logged, not raised."""
-        while not stop.wait(self.policy.every_s):
-            try:
-                for run_id, attempt in self.once():
-                    log.info("run %s attempt %d: task sent by the reconciler", run_id, attempt)
-            except Exception:
-                log.exception("reconciler pass failed; retrying in %.0f s", self.policy.every_s)
-
-
 def start_reconciler(stop: threading.Event, settings: Settings | None = None) -> threading.Thread:
     """Start the reconciler as a daemon thread of this process (stopped by ``stop``)."""
     settings = settings or get_settings()
@@ -259,4 +182,9 @@ def _reconcile_in_worker(**_: object) -> None:
 
 @signals.worker_shutting_down.connect
 def _end_trainers(**_: object) -> None:
+    """First shutdown request: end the running work cleanly; any later one: kill it at once."""
+    if SHUTDOWN.is_set():
+        ABORT.set()
+        if killed := abort_trainers():  # in a signal handler: no print, no logging
+            os.write(2, f"worker: shutdown requested again; {killed} trainer(s) killed\n".encode())
     SHUTDOWN.set()

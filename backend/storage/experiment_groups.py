@@ -7,6 +7,10 @@ win rates in %), the paper's numbers and citation, one verdict per comparison, a
 plain series (no pickled or HTML figure), so a dashboard on another machine than the worker's can
 draw it. Functions take a Connection inside the caller's transaction and never commit. Times are UTC
 unix seconds.
+
+A running group's ``updated_at`` is its heartbeat: the process running it (``alignscope experiment``)
+renews it every few seconds (``touch_group``), and the reconciler fails a running group whose
+heartbeat is stale (``fail_stale``: its command died with its worker); the runs it finished are kept.
 """
 
 from __future__ import annotations
@@ -17,12 +21,17 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.engine import Connection
 
 from backend.storage.tables import GROUP_STATUSES, experiment_groups, runs
 
 ACTIVE = ("queued", "running")
+HEARTBEAT_LOST = (
+    "the worker running this group stopped sending heartbeats (killed?); runs finished so far are kept — "
+    "summarize them with `alignscope experiment --summarize {group}` (the reconciler does not: it would "
+    "import torch)"
+)
 Category = Literal["agrees", "disagrees", "weaker", "noisy", "none"]
 
 
@@ -232,10 +241,16 @@ def get_group(conn: Connection, group: str) -> GroupRow | None:
     return None if row is None else _row(row._mapping)
 
 
-def list_groups(conn: Connection, limit: int = 100, offset: int = 0) -> list[GroupRow]:
-    """Groups, newest first, without their summaries (``has_summary`` says whether one is stored)."""
+def list_groups(
+    conn: Connection, limit: int = 100, offset: int = 0, status: str | None = None
+) -> list[GroupRow]:
+    """Groups (only those in ``status`` when given), newest first, without their summaries
+    (``has_summary`` says whether one is stored)."""
     g = experiment_groups.c
-    stmt = select(*_LISTED, _HAS_SUMMARY).order_by(g.created_at.desc(), g.id).limit(limit).offset(offset)
+    stmt = select(*_LISTED, _HAS_SUMMARY)
+    if status is not None:
+        stmt = stmt.where(g.status == status)
+    stmt = stmt.order_by(g.created_at.desc(), g.id).limit(limit).offset(offset)
     return [_row(row._mapping) for row in conn.execute(stmt)]
 
 
@@ -255,6 +270,27 @@ def claim_group(conn: Connection, group: str) -> bool:
 def start_group(conn: Connection, group: str, planned_runs: int, message: str) -> bool:
     """A queued or running group is running ``planned_runs`` runs (the CLI's start); False otherwise."""
     return _change(conn, group, ACTIVE, status="running", planned_runs=planned_runs, message=message)
+
+
+def touch_group(conn: Connection, group: str) -> bool:
+    """Renew the heartbeat (``updated_at``) of a running group; False when it is not running."""
+    return _change(conn, group, ("running",))
+
+
+def fail_stale(conn: Connection, stale_after_s: float, now: float | None = None) -> list[str]:
+    """Running groups whose heartbeat is older than ``stale_after_s`` → failed with error
+    ``HEARTBEAT_LOST`` (naming the group); returns their ids. Each update is conditional on the
+    heartbeat still being stale, so one renewed meanwhile is left running."""
+    now = time.time() if now is None else now
+    g = experiment_groups.c
+    stale = and_(g.status == "running", g.updated_at < now - stale_after_s)
+    failed = []
+    for group in conn.execute(select(g.id).where(stale).order_by(g.id)).scalars():
+        error = HEARTBEAT_LOST.format(group=group)
+        values = {"status": "failed", "error": error, "message": "failed", "updated_at": now}
+        if conn.execute(update(experiment_groups).where(stale, g.id == group).values(**values)).rowcount:
+            failed.append(group)
+    return failed
 
 
 def set_message(conn: Connection, group: str, message: str) -> bool:

@@ -1,10 +1,11 @@
 """backend.storage.experiment_groups on SQLite: the group's state machine, unique ids, the summary
-document stored as JSON (NaN → null) and the run counts per group."""
+document stored as JSON (NaN → null), the run counts per group and the heartbeat of running groups."""
 
 from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 from sqlalchemy import select
@@ -163,3 +164,23 @@ def test_list_newest_first_and_run_counts(engine):
         counts = groups.run_counts(conn, ["new", "old", "empty"])
         assert groups.run_counts(conn, []) == {}
     assert counts == {"new": {"running": 1, "queued": 1}, "old": {"queued": 1}, "empty": {}}
+
+
+def test_heartbeat_and_stale_groups(engine):
+    create(engine, "q")
+    create(engine, "r")
+    with engine.begin() as conn:
+        assert not groups.touch_group(conn, "q")  # only a running group has a heartbeat
+        assert groups.claim_group(conn, "r")
+        conn.execute(table.update().where(table.c.id == "r").values(updated_at=100.0))
+        assert [g.id for g in groups.list_groups(conn, status="queued")] == ["q"]
+        assert groups.fail_stale(conn, 60.0, now=160.0) == []  # 160 − 100 = 60 s: not older than 60 s
+        assert groups.touch_group(conn, "r")
+        assert groups.fail_stale(conn, 60.0, now=time.time() + 59.0) == []  # renewed just now
+        conn.execute(table.update().where(table.c.id == "r").values(updated_at=100.0))
+        assert groups.fail_stale(conn, 60.0, now=160.5) == ["r"]
+        assert groups.fail_stale(conn, 60.0, now=1000.0) == []  # already failed; "q" is only queued
+    row = get(engine, "r")
+    assert (row.status, row.message, row.updated_at) == ("failed", "failed", 160.5)
+    assert row.error == groups.HEARTBEAT_LOST.format(group="r") and "--summarize r`" in row.error
+    assert get(engine, "q").status == "queued"

@@ -5,6 +5,12 @@ the start (or, with ``--group``, the queued row the API created is taken), follo
 runs in its message, and gets the summary and the outcome at the end, so the dashboard shows it
 wherever it runs; the summary is also written to ``<data dir>/experiments/<group>/``.
 
+While it runs a group, a thread renews the group's heartbeat (``updated_at``) every HEARTBEAT_S; the
+reconciler fails a running group whose heartbeat is stale. Started by a worker's ``experiments.run``
+task (PARENT_ENV holds the worker's pid), the command dies with that worker (SIGKILL to itself as
+soon as its parent is gone), so a killed worker leaves no orphan training on and the group's
+heartbeat stops.
+
 ``alignscope experiment [NAME] --summarize GROUP`` recomputes and stores the summary of an existing
 group from the store without training (after a crash, or for a group run before groups had rows).
 ``alignscope experiment --list`` names the presets. torch is imported only when a command trains
@@ -15,12 +21,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from backend.config_files import ConfigError, validate
 from backend.experiment_spec import (
@@ -39,6 +49,10 @@ from contracts.config import RunConfig
 
 if TYPE_CHECKING:  # imports torch
     from worker.cli.experiment_summary import RunResult
+
+HEARTBEAT_S = 2.0
+PARENT_EXIT_POLL_S = 0.5
+PARENT_ENV = "ALIGNSCOPE_EXPERIMENT_PARENT"  # pid of the worker whose task started this command
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -73,12 +87,39 @@ def run(args: argparse.Namespace) -> int:
     group = _open_group(engine, spec, args, count)
     if group is None:
         return 2
+    beating = threading.Event()
+    threading.Thread(
+        target=_heartbeat, args=(engine, group, beating), name="group-heartbeat", daemon=True
+    ).start()
     try:
         return run_group(engine, spec, group, args.quick, args.seeds)
     except BaseException as exc:  # Ctrl-C twice, a crash: the group row must not stay running
         with engine.begin() as conn:
             experiment_groups.finish_group(conn, group, "failed", f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        beating.set()
+
+
+def _heartbeat(engine: Engine, group: str, stop: threading.Event) -> None:
+    """Renew the group's heartbeat every HEARTBEAT_S until ``stop``; a database outage is reported
+    and retried on the next beat."""
+    while not stop.wait(HEARTBEAT_S):
+        try:
+            with engine.begin() as conn:
+                experiment_groups.touch_group(conn, group)
+        except (OperationalError, InterfaceError) as exc:
+            print(f"group {group}: heartbeat failed, database unavailable ({exc})", file=sys.stderr)
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """SIGKILL this process once ``parent_pid`` (the worker that started it) is no longer its parent:
+    the worker died, even SIGKILLed. Its run left running goes to the run reconciler, the group to
+    the group reconciler (no heartbeat any more)."""
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_EXIT_POLL_S)
+    os.write(2, f"the worker (pid {parent_pid}) that started this experiment is gone; exiting\n".encode())
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _open_group(engine: Engine, spec: ExperimentSpec, args: argparse.Namespace, count: int) -> str | None:
@@ -241,6 +282,10 @@ def _settle(engine: Engine, group: str, statuses: list[str], complete: bool) -> 
 def main(argv: list[str] | None = None) -> int:
     """``python -m worker.cli.experiment_command NAME …``: this command alone, without the other
     commands' imports (what the ``experiments.run`` task starts)."""
+    if parent := os.environ.pop(PARENT_ENV, None):
+        threading.Thread(
+            target=_exit_with_parent, args=(int(parent),), name="parent-watch", daemon=True
+        ).start()
     parser = argparse.ArgumentParser(prog="alignscope")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["experiment", *(sys.argv[1:] if argv is None else argv)])

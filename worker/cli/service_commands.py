@@ -11,8 +11,8 @@ left to the reconciler). A bind other than loopback needs ALIGNSCOPE_API_TOKEN.
 
 ``worker`` runs a Celery worker for the ``runs.train`` task (threads pool, prefetch 1, acks_late) on
 the given queues: ``gpu`` and ``cpu`` (Celery's default queue ``celery``), both by default. SIGTERM
-or Ctrl-C: warm shutdown, as above; a second SIGTERM kills the running trainers at once (Celery
-itself ignores a repeated SIGTERM; a second Ctrl-C on its terminal reaches the trainers directly).
+or Ctrl-C: warm shutdown, as above; a second SIGTERM kills the running trainers at once (the
+``worker_shutting_down`` hook of ``worker.tasks``, the same in a plain ``celery worker``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import fcntl
 import ipaddress
-import itertools
 import os
 import signal
 import socket
@@ -215,25 +214,8 @@ def worker_command(args: argparse.Namespace) -> int:
             f"--hostname=alignscope-{os.getpid()}@%h", f"--loglevel={args.loglevel}"]  # fmt: skip
     if settings.broker_url is None:
         argv.append("--without-heartbeat")  # the filesystem broker has no fanout for worker events
-    _abort_trainers_on_repeat()
     app.worker_main(argv)
     return 0
-
-
-def _abort_trainers_on_repeat() -> None:
-    """From the second shutdown request on (SIGTERM again), kill the running trainers instead of
-    waiting for their checkpoints (``worker.supervisor`` then releases the runs it can resume)."""
-    from celery import signals
-
-    from worker.supervisor import abort_trainers
-
-    requests = itertools.count(1)
-
-    def on_shutdown(**_: object) -> None:
-        if next(requests) > 1 and (killed := abort_trainers()):  # in a signal handler: no print
-            os.write(2, f"worker: shutdown requested again; {killed} trainer(s) killed\n".encode())
-
-    signals.worker_shutting_down.connect(on_shutdown, weak=False)
 
 
 def _exit_with_parent(parent_pid: int) -> None:
