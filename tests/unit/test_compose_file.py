@@ -62,7 +62,8 @@ def test_the_image_holds_every_package_and_the_dashboard() -> None:
 def test_compose_validates_the_file() -> None:
     command = ["docker-compose"] if shutil.which("docker-compose") else ["docker", "compose"]
     env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "ALIGNSCOPE_API_TOKEN": "test-token"}
+    probe = subprocess.run([*command, "version"], cwd=REPO, env=env, capture_output=True, text=True)
+    if probe.returncode != 0:  # e.g. a docker client without the compose plugin
+        pytest.skip(f"no working Compose client: {probe.stderr.strip()[:120]}")
     result = subprocess.run([*command, "config", "-q"], cwd=REPO, env=env, capture_output=True, text=True)
-    if "unknown command" in result.stderr or "is not a docker command" in result.stderr:
-        pytest.skip("the docker client here has no compose plugin")
     assert result.returncode == 0, result.stderr
