@@ -27,7 +27,9 @@ sides alternating; the figure of each side is the median over ``--repeats``. Pro
 stderr; the last line on stdout is one JSON object with rows/s of each side, ``ratio_* = ours /
 MLflow`` (targets: ratio ≥ 5 and ours ≥ 200,000 rows/s), ``meets_targets``, each repeat's figures
 (``samples``) and ``loadavg_1min`` before and after: on a shared machine a load above its core count
-makes every figure low and noisy.
+makes every figure low and noisy. ``pg_server_us_per_row`` is the CPU time of our side's PostgreSQL
+backends per row (median; from ``/proc/<pid>/schedstat``, so only when the server runs on this
+host, else null): with the rows/s it tells the server's share from the client's.
 """
 
 from __future__ import annotations
@@ -66,23 +68,43 @@ def steps_of(rows: int, keys: int) -> Iterator[list[tuple[str, int, float]]]:
         yield [(name, step, 1.0 / (step + k)) for k, name in enumerate(names)]
 
 
-def ours(url: str, rows: int, keys: int, batch_rows: int | None = None) -> float:
-    """Rows/s through DbSink (writing every ``batch_rows`` rows, None: its default) into the database
-    at ``url``."""
+def ours(url: str, rows: int, keys: int, batch_rows: int | None = None) -> tuple[float, float | None]:
+    """(rows/s, server CPU µs per row or None) through DbSink (writing every ``batch_rows`` rows,
+    None: its default) into the database at ``url``."""
     engine = init_db(url)
     with engine.begin() as conn:
         run_id = runs.create_run(conn, "{}", "bench", None, None)
         runs.claim_run(conn, run_id, 1)
+        database = conn.exec_driver_sql("SELECT current_database()").scalar() if "postgresql" in url else None
     batches = [[MetricPoint(k, s, v, time.time()) for k, s, v in step] for step in steps_of(rows, keys)]
     batching = {} if batch_rows is None else {"batch_rows": batch_rows}
     sink = DbSink(engine, run_id, 1, total_steps=len(batches), **batching)
+    server_before = backend_cpu_s(database)
     started = time.perf_counter()
     for batch in batches:
         sink.points(batch)
     sink.close()
     seconds = time.perf_counter() - started
+    server_after = backend_cpu_s(database)
     engine.dispose()
-    return len(batches) * keys / seconds
+    count = len(batches) * keys
+    if server_before is None or server_after is None:
+        return count / seconds, None
+    server = sum(cpu - server_before.get(pid, 0.0) for pid, cpu in server_after.items())
+    return count / seconds, server / count * 1e6
+
+
+def backend_cpu_s(database: str | None) -> dict[int, float] | None:
+    """CPU seconds so far of each PostgreSQL backend connected to ``database`` (pid → s), from
+    /proc/<pid>/schedstat; None when not PostgreSQL or the server's processes are not visible."""
+    if database is None:
+        return None
+    with psycopg.connect(PG_SERVER, autocommit=True) as admin:
+        pids = admin.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [database]).fetchall()
+    try:
+        return {pid: int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9 for (pid,) in pids}
+    except OSError:
+        return None
 
 
 def mlflow(url: str, artifacts: Path, rows: int, keys: int) -> float:
@@ -128,19 +150,20 @@ def pg_databases(count: int) -> Iterator[list[str] | None]:
 def compare(
     kind: str, our_url: str, mlflow_url: str, artifacts: Path, args: argparse.Namespace
 ) -> dict[str, list[float]]:
-    """Rows/s of each side ("DbSink", "MLflow") per repeat on one database kind, alternating."""
+    """Rows/s of each side ("DbSink", "MLflow") per repeat on one database kind, alternating, and
+    our server's CPU µs per row ("server_us", when measured)."""
     mlflow_rows = args.mlflow_rows or args.rows // 10
-    figures: dict[str, list[float]] = {"DbSink": [], "MLflow": []}
+    figures: dict[str, list[float]] = {"DbSink": [], "MLflow": [], "server_us": []}
     for index in range(args.repeats):
-        figures["DbSink"].append(ours(our_url, args.rows, args.keys, args.batch_rows))
+        rows_s, server_us = ours(our_url, args.rows, args.keys, args.batch_rows)
+        figures["DbSink"].append(rows_s)
+        figures["server_us"].extend([] if server_us is None else [server_us])
         figures["MLflow"].append(mlflow(mlflow_url, artifacts, mlflow_rows, args.keys))
         load = os.getloadavg()[0]
-        for side, values in figures.items():
-            print(
-                f"{kind} {side} #{index + 1}: {values[-1]:,.0f} rows/s (load {load:.2f})",
-                file=sys.stderr,
-                flush=True,
-            )
+        server = "" if server_us is None else f", server {server_us:.2f} µs/row"
+        for side in ("DbSink", "MLflow"):
+            rate = f"{figures[side][-1]:,.0f} rows/s{server if side == 'DbSink' else ''}"
+            print(f"{kind} {side} #{index + 1}: {rate} (load {load:.2f})", file=sys.stderr, flush=True)
     return figures
 
 
@@ -172,8 +195,15 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         rows_s >= TARGETS["rows_s"] and ratio >= TARGETS["ratio"]
         for rows_s, ratio in zip(measured, ratios, strict=True)
     )
+    server_us = samples["pg"]["server_us"] if samples["pg"] else []
+    result["pg_server_us_per_row"] = round(statistics.median(server_us), 2) if server_us else None
     result["samples"] = {
-        kind: {side: [round(v) for v in values] for side, values in figures.items()} if figures else None
+        kind: {
+            side: [round(v, 2 if side == "server_us" else None) for v in values]
+            for side, values in figures.items()
+        }
+        if figures
+        else None
         for kind, figures in samples.items()
     }
     result.update(rows=args.rows, keys=args.keys, repeats=args.repeats)

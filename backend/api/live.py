@@ -88,7 +88,8 @@ def _pair_frames(conn: Connection, cursor: Cursor) -> list[str]:
     pr = pair_records.c
     newest = func.max(pr.seq).label("newest")
     stmt = select(pr.run_id, pr.step, newest).where(pr.seq > cursor.pair_seq)
-    if cursor.run_id is not None:  # `|| ''` keeps SQLite on the seq primary key (see points_after)
+    if cursor.run_id is not None:  # `|| ''` stops SQLite from picking the run_id index: the seq key
+        # walk from the cursor reads only the new rows, the run_id index every row of the run
         column = pr.run_id + "" if conn.dialect.name == "sqlite" else pr.run_id
         stmt = stmt.where(column == cursor.run_id)
     rows = conn.execute(stmt.group_by(pr.run_id, pr.step).order_by(newest)).all()

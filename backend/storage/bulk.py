@@ -16,8 +16,8 @@ PostgreSQL a binary ``COPY`` into a temporary staging table, then one ``INSERT �
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol, TypeVar
 
 from sqlalchemy import BigInteger, Boolean, Float, Integer, String, Table, update
 from sqlalchemy.engine import Connection
@@ -30,6 +30,15 @@ Row = tuple[object, ...]
 T = TypeVar("T")
 UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE
 DO_NOTHING = " ON CONFLICT DO NOTHING"
+
+
+class Rows(Protocol):
+    """Rows to insert: a sequence, or any sized collection that can be iterated more than once
+    (whose rows may be built as they are iterated, while COPY sends the earlier ones)."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Row]: ...
 
 
 def nan_to_null(value: float) -> float | None:
@@ -58,14 +67,14 @@ def allocate_seq(conn: Connection, table: str, count: int) -> int:
     return conn.execute(stmt).scalar_one() - count + 1
 
 
-def insert_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Row]) -> int:
+def insert_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Rows) -> int:
     """Insert ``rows`` (tuples in ``columns`` order), skipping any that violate a unique key.
     Returns the number of rows actually inserted."""
     return insert_rows_while(conn, table, columns, rows, _nothing)[0]
 
 
 def insert_rows_while(
-    conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Row], work: Callable[[], T]
+    conn: Connection, table: Table, columns: Sequence[str], rows: Rows, work: Callable[[], T]
 ) -> tuple[int, T]:
     """``insert_rows``, running ``work()`` once meanwhile: on PostgreSQL after the rows were sent and
     before COPY's outcome is awaited, so that the client's work overlaps the server's; on SQLite
@@ -90,9 +99,7 @@ def insert_rows_while(
     return inserted, done[0] if done else work()
 
 
-def upsert_rows(
-    conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Row], conflict: str
-) -> int:
+def upsert_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Rows, conflict: str) -> int:
     """``INSERT INTO table (columns) … conflict`` of ``rows`` in their order; ``conflict`` is an
     ``ON CONFLICT …`` clause (it may name ``excluded``). Returns the rows inserted or updated."""
     if not rows:
@@ -118,9 +125,7 @@ def upsert_rows(
     return written
 
 
-def _copy(
-    conn: Connection, statement: str, types: list[str], rows: Sequence[Row], work: Callable[[], object]
-) -> int:
+def _copy(conn: Connection, statement: str, types: list[str], rows: Rows, work: Callable[[], object]) -> int:
     """Run a binary ``COPY … FROM STDIN`` of ``rows``, calling ``work()`` after the last row is
     written and before the server's answer is awaited (raw driver errors propagate); returns the
     number of rows copied."""

@@ -1,7 +1,8 @@
 """Exports: row iterators over stored metrics and pair records, and a CSV/Parquet writer.
 
 The iterators stream from the database (the connection must stay open while they are consumed) and
-yield NaN, not None, for NaN values.
+yield NaN, not None, for NaN values. Metric rows are read one series at a time by (series_id, step),
+the index that keeps them in step order.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.engine import Connection
 
 from backend.storage.bulk import null_to_nan
-from backend.storage.tables import metric_points, pair_records
+from backend.storage.tables import metric_points, metric_series, pair_records
 from contracts.metric_keys import PAIR_COLUMNS
 
 METRIC_COLUMNS: tuple[str, ...] = ("run_id", "key", "step", "value", "wall_time")
@@ -35,12 +36,14 @@ def metric_rows(
     conn: Connection, run_ids: str | Iterable[str], keys: Iterable[str] | None = None
 ) -> Iterator[ExportRow]:
     """(run_id, key, step, value, wall_time) of one run or several, ordered by run, key, step."""
-    mp = metric_points.c
+    ms, mp = metric_series.c, metric_points.c
     wanted = [run_ids] if isinstance(run_ids, str) else list(run_ids)
-    stmt = select(*(mp[name] for name in METRIC_COLUMNS)).where(mp.run_id.in_(wanted))
+    found = select(ms.id).where(ms.run_id.in_(wanted))
     if keys is not None:
-        stmt = stmt.where(mp.key.in_(list(keys)))
-    yield from _stream(conn, stmt.order_by(mp.run_id, mp.key, mp.step))
+        found = found.where(ms.key.in_(list(keys)))
+    points = select(*(mp[name] for name in METRIC_COLUMNS)).order_by(mp.step)
+    for series_id in conn.execute(found.order_by(ms.run_id, ms.key)).scalars().all():
+        yield from _stream(conn, points.where(mp.series_id == series_id))
 
 
 def pair_rows(conn: Connection, run_id: str, step: int | None = None) -> Iterator[ExportRow]:

@@ -3,28 +3,37 @@
 NaN values are stored as NULL and come back as NaN; ±inf are kept as they are. Each insert also
 folds its new points into ``metric_rollups`` (see ``rollups``), from which long series are
 downsampled without reading their points.
+
+Every series (run_id, key) has an integer id in ``metric_series`` and its points are unique on
+(series_id, step) (migration 0005). An insert looks up the ids of its batch's few distinct keys
+(one indexed query; the missing ones are inserted first) in its own transaction rather than in a
+process-wide cache: an id cached from a transaction that then rolled back would name a series row
+that does not exist. Reads of a series find its id the same way and then read by (series_id, step).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement
 
 from backend.storage import rollups
 from backend.storage.bulk import allocate_seq, insert_rows_while, null_to_nan
 from backend.storage.fencing import check_attempt
-from backend.storage.tables import metric_points
+from backend.storage.tables import metric_points, metric_series
 from contracts.events import MetricPoint
 
 MIN_POINTS = 5  # first + last + one bucket of (min, max, NaN)
 RAW_STEPS = 16_384  # the longest window read point by point when rollups would be too coarse
-_COLUMNS = ("seq", "run_id", "key", "step", "value", "wall_time")
+_COLUMNS = ("seq", "series_id", "run_id", "key", "step", "value", "wall_time")
+_NEW_SERIES = text(
+    f"INSERT INTO {metric_series.name} (run_id, key) VALUES (:run_id, :key) ON CONFLICT DO NOTHING"
+)
 Raw = tuple[int, float | None]  # (step, value) as stored: NULL for NaN
 
 
@@ -45,25 +54,63 @@ def insert_points(conn: Connection, run_id: str, attempt: int, points: Sequence[
     already stored is skipped, so a retried batch adds nothing. Raises ``StaleAttempt`` (writing
     nothing) unless the run is at ``attempt``. Returns the number of rows inserted.
 
-    The rollups are updated in the same transaction from the points actually inserted (see
-    ``rollups.fold_in``)."""
+    The series of new keys are created and the rollups updated in the same transaction, the latter
+    from the points actually inserted (see ``rollups.fold_in``)."""
     check_attempt(conn, run_id, attempt)
     if not points:
         return 0
+    ids = _ensure_series(conn, run_id, {p.key for p in points})
     first = allocate_seq(conn, metric_points.name, len(points))
-    rows = [
-        (seq, run_id, p.key, p.step, None if p.value != p.value else p.value, p.wall_time)
-        for seq, p in enumerate(points, start=first)
-    ]
+    rows = _PointRows(points, first, ids, run_id)
     work = partial(rollups.summarize, points)  # all new, usually: summarized while they are inserted
     inserted, level0 = insert_rows_while(conn, metric_points, _COLUMNS, rows, work)
     rollups.fold_in(conn, run_id, first, points, inserted, level0)
     return inserted
 
 
+@dataclass(frozen=True, slots=True)
+class _PointRows:
+    """The metric_points rows (``_COLUMNS``) of ``points`` with seq first, first + 1, …, built as
+    they are iterated: on PostgreSQL while COPY streams the earlier ones to the server."""
+
+    points: Sequence[MetricPoint]
+    first: int
+    ids: dict[str, int]
+    run_id: str
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def __iter__(self) -> Iterator[tuple[object, ...]]:
+        ids, run_id = self.ids, self.run_id
+        for seq, p in enumerate(self.points, start=self.first):
+            yield seq, ids[p.key], run_id, p.key, p.step, None if p.value != p.value else p.value, p.wall_time
+
+
+def series_ids(conn: Connection, run_id: str, keys: Iterable[str] | None = None) -> dict[str, int]:
+    """key → series id of ``run_id``'s series (only of ``keys`` when given; a key the run has no
+    point of is absent)."""
+    ms = metric_series.c
+    stmt = select(ms.key, ms.id).where(ms.run_id == run_id)
+    if keys is not None:
+        stmt = stmt.where(ms.key.in_(list(keys)))
+    return dict(conn.execute(stmt).tuples().all())
+
+
+def _ensure_series(conn: Connection, run_id: str, keys: set[str]) -> dict[str, int]:
+    """``series_ids`` of ``keys``, creating the missing series first (in sorted order, so that two
+    writers lock them in one order; one created meanwhile by another writer is taken as it is)."""
+    ids = series_ids(conn, run_id, keys)
+    missing = sorted(keys.difference(ids))
+    if missing:
+        conn.execute(_NEW_SERIES, [{"run_id": run_id, "key": key} for key in missing])
+        ids.update(series_ids(conn, run_id, missing))
+    return ids
+
+
 def keys(conn: Connection, run_id: str) -> list[str]:
     """The metric keys a run has, sorted."""
-    return rollups.keys(conn, run_id)
+    return sorted(series_ids(conn, run_id))
 
 
 def series(
@@ -91,7 +138,10 @@ def series(
     """
     if max_points < MIN_POINTS:
         raise ValueError(f"max_points must be at least {MIN_POINTS}")
-    window = _Window(run_id, key, since_step, until_step)
+    series_id = series_ids(conn, run_id, [key]).get(key)
+    if series_id is None:
+        return []
+    window = _Window(run_id, key, series_id, since_step, until_step)
     ends = window.ends(conn)
     if ends is None:
         return []
@@ -113,10 +163,12 @@ def series(
 
 @dataclass(frozen=True, slots=True)
 class _Window:
-    """The points of one series with since_step < step ≤ until_step (None: unbounded)."""
+    """The points of one series (``series_id`` is that of (run_id, key)) with since_step < step ≤
+    until_step (None: unbounded)."""
 
     run_id: str
     key: str
+    series_id: int
     since_step: int | None
     until_step: int | None
 
@@ -129,7 +181,7 @@ class _Window:
         if self.until_step is not None:
             high = self.until_step if high is None else min(high, self.until_step)
         mp = metric_points.c
-        where = [mp.run_id == self.run_id, mp.key == self.key]
+        where = [mp.series_id == self.series_id]
         if low is not None:
             where.append(mp.step >= low)
         if high is not None:
@@ -209,10 +261,9 @@ def points_after(
     mp = metric_points.c
     stmt = select(metric_points).where(mp.seq > after_seq)
     if run_id is not None:
-        # SQLite (no statistics) would walk the whole run in its (run_id, key, step) index and sort;
-        # `run_id || ''` hides that index so it walks the seq primary key, where the tail is short.
-        column = mp.run_id + "" if conn.dialect.name == "sqlite" else mp.run_id
-        stmt = stmt.where(column == run_id)
+        # No index of metric_points starts with run_id any more (migration 0005), so both databases
+        # walk the seq primary key from the cursor; SQLite needs no `run_id || ''` to keep it there.
+        stmt = stmt.where(mp.run_id == run_id)
     rows = conn.execute(stmt.order_by(mp.seq).limit(limit))
     return [
         StoredPoint(row.seq, row.run_id, row.key, row.step, null_to_nan(row.value), row.wall_time)

@@ -16,6 +16,10 @@ same aggregate in SQL on SQLite and, on PostgreSQL, runs while the server is sti
 points (``bulk.insert_rows_while``); ``bulk.upsert_rows`` merges them into the stored rows with
 ``INSERT … ON CONFLICT DO UPDATE``.
 
+Rollup rows stay keyed by (run_id, level, key, bucket), not by series id: every read names the run,
+the level and the key, so their primary key serves it; ``fold_in`` reads back the points of a partly
+duplicate batch by their ``seq``.
+
 Migration 0002 builds the same rows from stored points: changing BASE_SHIFT or TOP_LEVEL needs a
 migration that rebuilds the table.
 """
@@ -202,10 +206,3 @@ def read(
         .order_by(r.bucket)
     )
     return {(key, row[0]): Summary(*row[1:]) for row in conn.execute(stmt)}
-
-
-def keys(conn: Connection, run_id: str) -> list[str]:
-    """The keys of a run's series, sorted (from the top level: a few rows per key)."""
-    r = metric_rollups.c
-    stmt = select(r.key).where(r.run_id == run_id, r.level == TOP_LEVEL).distinct()
-    return sorted(conn.execute(stmt).scalars())

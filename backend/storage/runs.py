@@ -20,7 +20,7 @@ from sqlalchemy import and_, delete, false, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement
 
-from backend.storage.tables import FINAL_STATUSES, metadata, runs
+from backend.storage.tables import FINAL_STATUSES, metadata, metric_points, metric_series, runs
 
 HEARTBEAT_LOST = "heartbeat lost (worker died?)"
 RELEASED = "handed back by a worker shutting down; resumes from its last checkpoint"
@@ -237,9 +237,14 @@ def set_environment(conn: Connection, run_id: str, attempt: int, environment_jso
 
 
 def delete_run(conn: Connection, run_id: str) -> bool:
-    """Delete a run and all its rows (children cloned from it keep living, parent_id → NULL)."""
+    """Delete a run and all its rows (children cloned from it keep living, parent_id → NULL).
+
+    Its metric points go first, found by their series ids ((series_id, step) is metric_points'
+    index; run_id has none), then its series and its rows in every other table."""
+    series = select(metric_series.c.id).where(metric_series.c.run_id == run_id)
+    conn.execute(delete(metric_points).where(metric_points.c.series_id.in_(series)))
     for table in metadata.sorted_tables:
-        if "run_id" in table.c:
+        if "run_id" in table.c and table is not metric_points:
             conn.execute(delete(table).where(table.c.run_id == run_id))
     conn.execute(update(runs).where(runs.c.parent_id == run_id).values(parent_id=None))
     return conn.execute(delete(runs).where(runs.c.id == run_id)).rowcount == 1

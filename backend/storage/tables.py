@@ -9,9 +9,15 @@ Conventions:
   increasing in commit order and never reused, on SQLite and PostgreSQL alike;
 - ``metric_rollups`` summarizes each series in min/max buckets of 64·2^level steps (see
   ``backend.storage.rollups``); ``metrics.insert_points`` keeps it in step with metric_points;
-- ``metric_points.run_id`` has no foreign key (migration 0004: its per-row check was the largest
-  cost of ingest): inserts are fenced by the run row (``fencing.check_attempt``) and
-  ``runs.delete_run`` deletes a run's rows of every table before the run;
+- ``metric_series`` gives each series (run_id, key) an integer id; ``metric_points`` is unique on
+  (series_id, step) (migration 0005: an integer key is cheaper to maintain per inserted row than
+  (run_id, key, step) text) and keeps ``run_id`` and ``key`` for the readers that want them. Reads
+  of one series or of one run's series go through its ids (``metrics.series_ids``), since the only
+  indexes of metric_points are ``seq`` and (series_id, step);
+- ``metric_points.run_id`` and ``metric_series.run_id`` have no foreign key (migration 0004: its
+  per-row check was the largest cost of ingest), nor has ``metric_points.series_id``: inserts are
+  fenced by the run row (``fencing.check_attempt``) and ``runs.delete_run`` deletes a run's points,
+  then its series, then its rows of every other table, before the run;
 - ``experiment_groups`` is one row per experiment group (its runs are the ``runs`` rows whose
   ``group_name`` is its id), with the group's summary as JSON (``backend.storage.experiment_groups``).
 """
@@ -90,6 +96,15 @@ runs = Table(
     Index(None, "created_at"),
 )
 
+metric_series = Table(
+    "metric_series",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", ident(32), nullable=False),  # no foreign key: see the module docstring
+    Column("key", ident(200), nullable=False),
+    UniqueConstraint("run_id", "key"),
+)
+
 metric_points = Table(
     "metric_points",
     metadata,
@@ -99,7 +114,8 @@ metric_points = Table(
     Column("step", Integer, nullable=False),
     Column("value", Double),
     Column("wall_time", Double, nullable=False),
-    UniqueConstraint("run_id", "key", "step"),
+    Column("series_id", Integer, nullable=False),  # metric_series.id of (run_id, key); no foreign key
+    UniqueConstraint("series_id", "step"),
 )
 
 metric_rollups = Table(

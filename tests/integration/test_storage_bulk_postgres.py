@@ -24,7 +24,7 @@ from tests.unit.test_storage_rollups import brute_force, new_run, stored_rollups
 pytestmark = pytest.mark.postgres
 SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 LOSS = "train/loss"
-COLUMNS = ("seq", "run_id", "key", "step", "value", "wall_time")
+COLUMNS = ("seq", "series_id", "run_id", "key", "step", "value", "wall_time")
 
 
 @pytest.fixture
@@ -71,9 +71,28 @@ def test_fallback_keeps_stored_values_the_first_duplicate_and_the_transaction(en
         assert stored_rollups(conn, run_id) == brute_force(conn, run_id)
 
 
+def test_fallback_keeps_the_series_created_before_the_copy(engine):
+    run_id = new_run(engine)
+    with engine.begin() as conn:
+        assert metrics.insert_points(conn, run_id, 1, [MetricPoint(LOSS, 5, 5.0, 1.0)]) == 1
+        # a new series (train/lr, created before the COPY) and step 5 of the loss again: the COPY
+        # fails on (series_id, step), its savepoint rolls back, the fallback stores the 3 new points.
+        batch = [MetricPoint("train/lr", s, 0.1 * s, 1.0) for s in range(3)]
+        batch.append(MetricPoint(LOSS, 5, 0.0, 1.0))
+        assert metrics.insert_points(conn, run_id, 1, batch) == 3
+        ids = metrics.series_ids(conn, run_id)
+    with engine.connect() as conn:
+        mp = metric_points.c
+        rows = conn.execute(select(mp.series_id, mp.key, mp.step, mp.value).order_by(mp.seq)).all()
+    assert [tuple(row) for row in rows] == [
+        (ids[LOSS], LOSS, 5, 5.0),
+        *((ids["train/lr"], "train/lr", s, 0.1 * s) for s in range(3)),
+    ]
+
+
 def test_other_errors_are_sqlalchemy_errors(engine):
     run_id = new_run(engine)
-    row = (1, run_id, LOSS, 0, 1.0, None)  # wall_time is NOT NULL: SQLSTATE 23502, not a duplicate
+    row = (1, 1, run_id, LOSS, 0, 1.0, None)  # wall_time is NOT NULL: SQLSTATE 23502, not a duplicate
     with pytest.raises(IntegrityError, match="wall_time"), engine.begin() as conn:
         insert_rows(conn, metric_points, COLUMNS, [row])
     with engine.connect() as conn:

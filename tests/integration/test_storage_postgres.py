@@ -20,8 +20,9 @@ from sqlalchemy.exc import OperationalError
 from backend.storage import evaluations, exports, metrics, pairs, runs
 from backend.storage.db import init_db, make_engine
 from backend.storage.fencing import StaleAttempt
-from backend.storage.tables import metadata, metric_points
+from backend.storage.tables import metadata, metric_points, metric_series
 from contracts.events import EvalRecord, MetricPoint, PairRecord, PairText
+from tests.unit.test_storage_series_migration import migrate_and_check
 from worker.db_sink import DbSink
 
 pytestmark = pytest.mark.postgres
@@ -77,7 +78,7 @@ def test_migrations_build_the_tables_once(schema):
         thread.join()
     engine = init_db(_url(schema))
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
         collation = conn.execute(
             text(
@@ -89,6 +90,63 @@ def test_migrations_build_the_tables_once(schema):
     assert collation == "C"
     assert set(inspect(engine).get_table_names(schema=schema)) == {*metadata.tables, "alembic_version"}
     engine.dispose()
+
+
+def test_migration_0005_backfills_series_and_downgrades(schema):
+    migrate_and_check(_url(schema))
+
+
+def _series_of_points(engine) -> list[tuple[str, str, str, str]]:
+    """(run_id, key) of every point with (run_id, key) of the series its id names, by seq."""
+    sql = (
+        "SELECT p.run_id, p.key, s.run_id, s.key FROM metric_points p"
+        " LEFT JOIN metric_series s ON s.id = p.series_id ORDER BY p.seq"
+    )
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(text(sql))]
+
+
+def test_series_survive_a_rollback_and_go_with_delete_run(engine, run_id):
+    points = [MetricPoint(key, step, 1.0, 1.0) for key in ("train/loss", "train/lr") for step in range(3)]
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        assert metrics.insert_points(conn, run_id, 1, points) == 6  # creates both series (ids 1, 2)
+        raise RuntimeError("the commit never happens")
+    assert _count(engine, metric_series) == 0
+    with engine.begin() as conn:  # the retry: 6 points, new series ids (the sequence moved on)
+        assert metrics.insert_points(conn, run_id, 1, points) == 6
+        assert metrics.series_ids(conn, run_id) == {"train/loss": 3, "train/lr": 4}
+        assert metrics.insert_points(conn, run_id, 1, points) == 0
+        other = runs.create_run(conn, "{}", "other", None, None)
+        assert runs.claim_run(conn, other, 1)
+        assert metrics.insert_points(conn, other, 1, [MetricPoint("train/lr", 0, 2.0, 1.0)]) == 1
+    stored = _series_of_points(engine)
+    assert len(stored) == 7 and all(row[2:] == row[:2] for row in stored)
+    with engine.begin() as conn:
+        assert runs.delete_run(conn, run_id)
+    assert _series_of_points(engine) == [(other, "train/lr", other, "train/lr")]
+    assert _count(engine, metric_series) == 1
+    with engine.connect() as conn:
+        assert metrics.series(conn, other, "train/lr") == [(0, 2.0)]
+        assert metrics.series(conn, run_id, "train/lr") == []
+
+
+def test_two_writers_of_a_new_series_share_it(engine, run_id):
+    points = [MetricPoint("train/new", step, float(step), 1.0) for step in range(3)]
+    second: list[int] = []
+
+    def write_again() -> None:
+        with engine.begin() as conn:
+            second.append(metrics.insert_points(conn, run_id, 1, points))
+
+    with engine.begin() as conn:
+        assert metrics.insert_points(conn, run_id, 1, points) == 3
+        thread = threading.Thread(target=write_again)
+        thread.start()
+        thread.join(0.5)
+        assert thread.is_alive()  # its series insert waits for this uncommitted series row
+    thread.join(10.0)
+    assert second == [0]  # took the committed series and stored no step twice
+    assert (_count(engine, metric_series), _count(engine)) == (1, 3)
 
 
 def test_points_are_idempotent_fenced_and_keep_nan(engine, run_id):

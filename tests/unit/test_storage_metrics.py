@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 from backend.storage import metrics, runs
 from backend.storage.db import init_db
 from backend.storage.fencing import StaleAttempt
-from backend.storage.tables import metric_points
+from backend.storage.tables import metric_points, metric_series
 from backend.storage.tables import runs as runs_table
 from contracts.events import MetricPoint
 
@@ -56,6 +56,50 @@ def test_retried_batch_adds_nothing(engine):
     assert _series(engine, run_id) == [(0, 0.5), (1, 0.4), (2, 0.3), (3, 0.2)]
     with engine.begin() as conn:
         assert metrics.insert_points(conn, run_id, 1, []) == 0
+
+
+def _points_and_their_series(engine) -> list[tuple[str, str, int, str, str]]:
+    """(run_id, key, step) of every point, by seq, with (run_id, key) of the series its id names."""
+    mp, ms = metric_points.c, metric_series.c
+    joined = metric_points.outerjoin(metric_series, ms.id == mp.series_id)
+    stmt = select(mp.run_id, mp.key, mp.step, ms.run_id, ms.key).select_from(joined).order_by(mp.seq)
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(stmt)]
+
+
+def test_one_series_per_run_and_key(engine):
+    a, b = _run(engine), _run(engine)
+    _put(engine, a, [0.5, 0.4])
+    _put(engine, a, [1e-3], key="train/lr")
+    _put(engine, b, [0.9])
+    _put(engine, a, [0.5, 0.4, 0.3])  # steps 0, 1 stored: only step 2 is new
+    with engine.connect() as conn:
+        ids_a, ids_b = metrics.series_ids(conn, a), metrics.series_ids(conn, b)
+        assert metrics.series_ids(conn, a, [LOSS, "nope"]) == {LOSS: ids_a[LOSS]}
+        assert metrics.series(conn, a, "nope") == [] and metrics.series(conn, "0" * 32, LOSS) == []
+        assert conn.execute(select(func.count()).select_from(metric_series)).scalar_one() == 3
+    assert sorted(ids_a) == [LOSS, "train/lr"] and list(ids_b) == [LOSS]
+    assert len({*ids_a.values(), *ids_b.values()}) == 3
+    points = _points_and_their_series(engine)
+    lr = "train/lr"
+    assert [p[:3] for p in points] == [(a, LOSS, 0), (a, LOSS, 1), (a, lr, 0), (b, LOSS, 0), (a, LOSS, 2)]
+    assert all(p[3:] == p[:2] for p in points)
+
+
+def test_a_rolled_back_batch_leaves_no_series_and_its_retry_stores_it_once(engine):
+    run_id = _run(engine)
+    points = [MetricPoint(key, step, 1.0, 1.0) for key in (LOSS, "train/lr") for step in range(3)]
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        assert metrics.insert_points(conn, run_id, 1, points) == 6
+        raise RuntimeError("the commit never happens")
+    assert _points_and_their_series(engine) == []
+    with engine.connect() as conn:
+        assert metrics.series_ids(conn, run_id) == {}
+    for expected in (6, 0):  # the retry, then a retry of the retry
+        with engine.begin() as conn:
+            assert metrics.insert_points(conn, run_id, 1, points) == expected
+    stored = _points_and_their_series(engine)
+    assert len(stored) == 6 and all(p[3:] == p[:2] for p in stored)
 
 
 def test_stale_attempt_writes_nothing(engine):

@@ -11,7 +11,7 @@ from backend.storage import evaluations, metrics, pairs, runs
 from backend.storage.db import init_db
 from backend.storage.fencing import StaleAttempt
 from backend.storage.tables import evaluations as evaluations_table
-from backend.storage.tables import judgments, metric_points, pair_records
+from backend.storage.tables import judgments, metric_points, metric_series, pair_records
 from backend.storage.tables import pairs as pairs_table
 from backend.storage.tables import runs as runs_table
 from contracts.events import EvalRecord, Judgment, MetricPoint, PairRecord, PairText
@@ -202,6 +202,7 @@ def test_delete_run_removes_its_rows_and_unlinks_clones(engine):
     with engine.begin() as conn:
         for run_id in (parent, other):
             metrics.insert_points(conn, run_id, 1, [MetricPoint("train/loss", 0, 0.5, 1.0)])
+            metrics.insert_points(conn, run_id, 1, [MetricPoint("train/lr", 0, 0.1, 1.0)])
             pairs.insert_pair_records(conn, run_id, 1, [record])
             pairs.insert_pair_texts(conn, run_id, [PairText("p", "x", "y", "z")])
             evaluations.insert_evaluation(
@@ -213,8 +214,13 @@ def test_delete_run_removes_its_rows_and_unlinks_clones(engine):
         assert runs.delete_run(conn, parent)
         assert not runs.delete_run(conn, parent)
     with engine.connect() as conn:
-        for table in (metric_points, pair_records, pairs_table, evaluations_table, judgments):
+        # other's rows only: 2 points and 2 series (train/loss, train/lr), 1 row of every other table.
+        expected = {metric_points: 2, metric_series: 2, pair_records: 1, pairs_table: 1}
+        expected |= {evaluations_table: 1, judgments: 1}
+        for table, rows in expected.items():
             counts = dict(conn.execute(select(table.c.run_id, func.count()).group_by(table.c.run_id)).all())
-            assert counts == {other: 1}, table.name
+            assert counts == {other: rows}, table.name
+        assert metrics.keys(conn, other) == ["train/loss", "train/lr"]
+        assert metrics.series(conn, other, "train/lr") == [(0, 0.1)]
         assert runs.get_run(conn, parent) is None
         assert runs.get_run(conn, clone).parent_id is None
