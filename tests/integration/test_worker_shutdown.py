@@ -113,15 +113,16 @@ def test_trainer_signals_first_ask_to_stop_and_the_same_signal_again_kills() -> 
 def test_sigterm_releases_the_run_at_once_and_the_next_worker_resumes_it(
     scaleout: ProcessKeeper, scaleout_api: Api, pg_engine: Engine, redis_url: str, data_dir: Path
 ) -> None:
+    steps = 120  # long enough to be caught mid-run on a quiet machine (a 24-step run finished first)
     first = scaleout.worker()
-    run_id = scaleout_api.submit(tiny_config("optim.max_steps=24"))
+    run_id = scaleout_api.submit(tiny_config(f"optim.max_steps={steps}"))
     scaleout_api.wait_step(run_id, 3, 120)
     signalled = time.monotonic()
     first.process.send_signal(signal.SIGTERM)
     row = _released(pg_engine, run_id, 20)
     assert time.monotonic() - signalled < 20  # the stale-heartbeat time is 60 s
     assert (row.status, row.attempt, row.heartbeat_at, row.message) == ("queued", 1, None, runs.RELEASED)
-    assert row.checkpoint_path == str(data_dir / "checkpoints" / run_id) and 3 <= row.step < 24
+    assert row.checkpoint_path == str(data_dir / "checkpoints" / run_id) and 3 <= row.step < steps
     assert first.process.wait(30) == 0 and not trainer_pids(data_dir, run_id)
     assert f"run {run_id} attempt 1: released to the queue; task sent again" in first.output()
     assert redis.Redis.from_url(redis_url).llen("celery") >= 1, first.output()  # the wake-up waits
@@ -130,11 +131,11 @@ def test_sigterm_releases_the_run_at_once_and_the_next_worker_resumes_it(
     restarted = time.time()
     second = scaleout.worker()
     run = scaleout_api.wait(run_id, FINAL, 180)
-    assert (run["status"], run["attempt"], run["step"]) == ("succeeded", 1, 24), run["error"]
-    assert loss_steps(pg_engine, run_id) == list(range(1, 25))  # each step once
+    assert (run["status"], run["attempt"], run["step"]) == ("succeeded", 1, steps), run["error"]
+    assert loss_steps(pg_engine, run_id) == list(range(1, steps + 1))  # each step once
     after = _loss_times(pg_engine, run_id)
     assert all(after[s] == before[s] for s in before)  # the old rows are kept as they were
-    assert all(after[s] > restarted for s in range(row.step + 1, 25))  # the rest by the resumed trainer
+    assert all(after[s] > restarted for s in range(row.step + 1, steps + 1))  # by the resumed trainer
     assert f"run {run_id} attempt 1: trainer pid" in second.output()
     log = (data_dir / "logs" / run_id / "attempt-1.log").read_text()
     assert "SIGTERM: stopping after this step" in log and "resuming from the checkpoint" in log
