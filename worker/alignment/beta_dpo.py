@@ -17,12 +17,25 @@ frozen M0. The weights are still reported (from the frozen M0, σ) for the diagn
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 _FLOOR_TOLERANCE = 1e-9  # floor(N·ρ) must not lose a pair to 0.29·100 = 28.999999999999996
+_TINY = sys.float_info.min  # smallest normal float64: U = 0 would make −log(−log U) infinite
+
+
+@dataclass(frozen=True)
+class _Place:
+    """Where the calibration's tensors go: the logits' device, in their dtype (at least float32)."""
+
+    dtype: torch.dtype
+    device: torch.device
+
+    def tensor(self, values: float | list[float]) -> Tensor:
+        return torch.tensor(values, dtype=self.dtype, device=self.device)
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,7 @@ class Calibration:
     m_bar_all: float
     filtered_high: int  # dropped pairs with M_i > M0
     filtered_low: int  # dropped pairs with M_i < M0
+    kept: int  # number of kept pairs (Σ keep)
 
 
 def masked_mean(values: Tensor, keep: Tensor) -> Tensor:
@@ -84,13 +98,20 @@ def gumbel_top_k(log_weights: Tensor, k: int, generator: torch.Generator | None 
     ``torch.rand(N)`` call on the generator's device; the k largest keys win. It works in log space, so
     weights that underflow to 0 never make it fail.
     """
-    n = log_weights.numel()
-    device = generator.device if generator is not None else log_weights.device
-    uniform = torch.rand(n, generator=generator, dtype=torch.float64, device=device)
-    uniform = uniform.clamp_min(torch.finfo(torch.float64).tiny).to(log_weights.device)
-    keys = log_weights.to(torch.float64) - torch.log(-torch.log(uniform))
-    keep = torch.zeros(n, dtype=torch.bool, device=log_weights.device)
-    keep[torch.topk(keys, k).indices] = True
+    keep = _gumbel_keep(log_weights.tolist(), k, generator)
+    return torch.tensor(keep, dtype=torch.bool, device=log_weights.device)
+
+
+def _gumbel_keep(log_weights: list[float], k: int, generator: torch.Generator | None) -> list[bool]:
+    """``gumbel_top_k`` on host floats (N is a micro-batch: a few host operations beat dozens of
+    tiny tensor kernels); the same single float64 ``torch.rand(N)`` draw."""
+    n = len(log_weights)
+    device = generator.device if generator is not None else None
+    uniforms = torch.rand(n, generator=generator, dtype=torch.float64, device=device).tolist()
+    keys = [lw - math.log(-math.log(max(u, _TINY))) for lw, u in zip(log_weights, uniforms, strict=True)]
+    keep = [False] * n
+    for index in sorted(range(n), key=keys.__getitem__, reverse=True)[:k]:
+        keep[index] = True
     return keep
 
 
@@ -99,6 +120,10 @@ class BetaCalibrator:
 
     ``generator`` draws the filter's Gumbel noise; give every rank a generator with the same seed so that
     ranks agree on the kept pairs. Its state is not part of ``state_dict`` (checkpoint it with the RNGs).
+
+    The arithmetic runs on host floats (float64) after one transfer of the N logits: N is a
+    micro-batch, and a few dozen scalar operations cost less than as many tensor kernels. The
+    returned tensors are on the logits' device, in their dtype (at least float32).
     """
 
     def __init__(self, settings: CalibratorSettings, generator: torch.Generator | None = None) -> None:
@@ -113,26 +138,27 @@ class BetaCalibrator:
         if logits.dim() != 1 or logits.numel() == 0:
             raise ValueError(f"expected a non-empty (N,) tensor of logits, got shape {tuple(logits.shape)}")
         settings = self.settings
-        u = logits.detach()
-        u = u.to(torch.promote_types(u.dtype, torch.float32))
-        discrepancy = settings.beta0 * u if settings.paper_units else u
+        dtype = torch.promote_types(logits.dtype, torch.float32)
+        scale = settings.beta0 if settings.paper_units else 1.0
+        discrepancy = [scale * u for u in logits.detach().to(dtype).tolist()]
         if train:
             self._update_ema(discrepancy)
         sigma_eff = max(self.sigma, settings.sigma_floor)
-        log_weight = -0.5 * ((discrepancy - self.m0) / sigma_eff) ** 2
-        weight = torch.exp(log_weight) if settings.filtering else torch.ones_like(discrepancy)
-        n = discrepancy.numel()
+        log_weight = [-0.5 * ((m - self.m0) / sigma_eff) ** 2 for m in discrepancy]
+        n = len(discrepancy)
+        weight = [math.exp(lw) for lw in log_weight] if settings.filtering else [1.0] * n
         if settings.filtering and train:
-            keep = gumbel_top_k(log_weight, keep_count(n, settings.keep_ratio), self.generator)
+            keep = _gumbel_keep(log_weight, keep_count(n, settings.keep_ratio), self.generator)
         else:
-            keep = torch.ones(n, dtype=torch.bool, device=discrepancy.device)
-        return self._finish(discrepancy, keep, weight)
+            keep = [True] * n
+        return self._finish(discrepancy, keep, weight, _Place(dtype, logits.device))
 
-    def _update_ema(self, discrepancy: Tensor) -> None:
+    def _update_ema(self, discrepancy: list[float]) -> None:
         """EMA of the batch mean and unbiased batch std of M, from all N pairs (std of one pair = 0)."""
-        mean = discrepancy.mean()
-        std = discrepancy.std() if discrepancy.numel() > 1 else torch.zeros_like(mean)
-        batch_mean, batch_std = torch.stack([mean, std]).tolist()
+        n = len(discrepancy)
+        batch_mean = sum(discrepancy) / n
+        squares = sum((m - batch_mean) ** 2 for m in discrepancy)
+        batch_std = math.sqrt(squares / (n - 1)) if n > 1 else 0.0
         momentum = self.settings.momentum
         if self.settings.init_from_first_batch and not self.initialized:
             self.m0, self.sigma = batch_mean, batch_std
@@ -141,42 +167,42 @@ class BetaCalibrator:
             self.sigma = momentum * self.sigma + (1.0 - momentum) * batch_std
         self.initialized = True
 
-    def _finish(self, discrepancy: Tensor, keep: Tensor, weight: Tensor) -> Calibration:
-        """β from the kept pairs and the summary scalars, with one host transfer."""
+    def _finish(
+        self, discrepancy: list[float], keep: list[bool], weight: list[float], place: _Place
+    ) -> Calibration:
+        """β from the kept pairs and the summary scalars; the per-pair lists become tensors at ``place``."""
         settings = self.settings
-        dropped = ~keep
-        m_bar_kept, m_bar_all, high, low = torch.stack(
-            [
-                masked_mean(discrepancy, keep),
-                discrepancy.mean(),
-                (dropped & (discrepancy > self.m0)).sum().to(discrepancy.dtype),
-                (dropped & (discrepancy < self.m0)).sum().to(discrepancy.dtype),
-            ]
-        ).tolist()
+        kept = [m for m, k in zip(discrepancy, keep, strict=True) if k]
+        m_bar_kept = sum(kept) / max(len(kept), 1)
+        dropped = [m for m, k in zip(discrepancy, keep, strict=True) if not k]
         if settings.level == "instance" and settings.dynamic_beta:
-            beta = (settings.beta0 * (1.0 + settings.alpha * (discrepancy - self.m0))).clamp_min(
-                settings.beta_min
+            beta = place.tensor(
+                [
+                    max(settings.beta0 * (1.0 + settings.alpha * (m - self.m0)), settings.beta_min)
+                    for m in discrepancy
+                ]
             )
         elif settings.level == "instance":
-            beta = torch.full_like(discrepancy, settings.beta0)
+            beta = place.tensor([settings.beta0] * len(discrepancy))
         else:
             beta_value = settings.beta0
             if settings.dynamic_beta:
                 beta_value = max(
                     settings.beta0 * (1.0 + settings.alpha * (m_bar_kept - self.m0)), settings.beta_min
                 )
-            beta = torch.tensor(beta_value, dtype=discrepancy.dtype, device=discrepancy.device)
+            beta = place.tensor(beta_value)
         return Calibration(
             beta=beta,
-            keep=keep,
-            weight=weight,
-            discrepancy=discrepancy,
+            keep=torch.tensor(keep, dtype=torch.bool, device=place.device),
+            weight=place.tensor(weight),
+            discrepancy=place.tensor(discrepancy),
             m0=self.m0,
             sigma=self.sigma,
             m_bar_kept=m_bar_kept,
-            m_bar_all=m_bar_all,
-            filtered_high=int(high),
-            filtered_low=int(low),
+            m_bar_all=sum(discrepancy) / len(discrepancy),
+            filtered_high=sum(1 for m in dropped if m > self.m0),
+            filtered_low=sum(1 for m in dropped if m < self.m0),
+            kept=len(kept),
         )
 
     def state_dict(self) -> dict[str, float | bool]:

@@ -39,8 +39,8 @@ from worker.engine.step_metrics import (
     pair_records,
     points_for,
     signal_values,
-    step_scalars,
-    to_host,
+    step_table,
+    step_values,
 )
 
 Status = Literal["succeeded", "failed", "stopped"]
@@ -160,14 +160,13 @@ class Trainer:
             return dist.gather_cat(value.detach(), self.world) if isinstance(value, Tensor) else value
 
         out = outcome.output
-        diagnostics = dataclasses.replace(
-            out.diagnostics,
-            **{f.name: cat(getattr(out.diagnostics, f.name)) for f in dataclasses.fields(out.diagnostics)},
-        )
         output = dataclasses.replace(
-            out, keep=cat(out.keep), beta=cat(out.beta), weight=cat(out.weight),
-            discrepancy=cat(out.discrepancy), diagnostics=diagnostics,
-        )  # fmt: skip
+            out,
+            keep=cat(out.keep),
+            beta=cat(out.beta),
+            weight=cat(out.weight),
+            discrepancy=cat(out.discrepancy),
+        )
         scores = [
             PairScores(*(cat(getattr(s, f.name)) for f in dataclasses.fields(s)))
             for s in (outcome.policy, outcome.reference)
@@ -203,7 +202,8 @@ class Trainer:
         self, step: int, acc: StepAccumulator, loss: Tensor, grad_norm: Tensor, seconds: float
     ) -> dict[str, float]:
         """Emits the step's metric points (and pair records) and returns the scalars."""
-        values = to_host(step_scalars(acc, loss, grad_norm))
+        table = step_table(acc, loss, grad_norm, self.config.beta0)
+        values = step_values(table, [o.output.calibration for o in acc.outcomes])
         values[mk.TRAIN_LR] = self.scheduler.get_last_lr()[0]
         values[mk.TRAIN_EXAMPLES_PER_SECOND] = self.config.optim.batch_size / max(seconds, 1e-9)
         values.update(self.family.extra_metrics())
@@ -220,7 +220,7 @@ class Trainer:
         values[mk.PROGRESS] = step / self.config.optim.max_steps
         self.sink.points(points_for(step, values))
         if self.config.diagnostics.pair_records:
-            self.sink.pairs(pair_records(step, acc))
+            self.sink.pairs(pair_records(step, acc, table))
         return values
 
 

@@ -1,5 +1,6 @@
-"""One micro-batch's objective: the configured loss, the β-DPO calibrator, the SFT term and the per-pair
-diagnostics, from the four sequence log-probs. No forward passes here (see scoring.py).
+"""One micro-batch's objective: the configured loss, the β-DPO calibrator and the SFT term, from the four
+sequence log-probs. No forward passes here (see scoring.py); the per-pair diagnostics are computed only
+at log steps (step_metrics.py).
 
 Normalisation: the loss of a micro-batch is Σ_kept ℓ_i / n_kept_global · world_size, so that after the
 gradient all-reduce (an average over ranks) and the division by the number of accumulation
@@ -17,7 +18,6 @@ from torch import Tensor
 
 from contracts.config import RunConfig
 from worker.alignment.beta_dpo import BetaCalibrator, Calibration, CalibratorSettings
-from worker.alignment.diagnostics import PairDiagnostics, pair_diagnostics
 from worker.alignment.losses import preference_loss, sft_sequence_term, sft_token_term
 
 
@@ -45,7 +45,6 @@ class ObjectiveOutput:
     weight: Tensor
     discrepancy: Tensor
     calibration: Calibration | None
-    diagnostics: PairDiagnostics
 
 
 Gather = Callable[[Tensor], Tensor]
@@ -91,7 +90,7 @@ def micro_batch_objective(
     world_size: int,
     train: bool = True,
 ) -> ObjectiveOutput:
-    """Loss and diagnostics of one local micro-batch of B pairs.
+    """Loss of one local micro-batch of B pairs, with the β, keep mask, weights and discrepancies used.
 
     gather: concatenates a (B,) tensor over ranks into the global (N,) micro-batch (identity on one
     process); rank_slice: this rank's positions inside the global micro-batch.
@@ -116,19 +115,10 @@ def micro_batch_objective(
         keep = calibration.keep[rank_slice]
         weight = calibration.weight[rank_slice].to(beta.dtype)
         discrepancy = calibration.discrepancy[rank_slice]
-        n_keep_global = float(calibration.keep.sum())
+        n_keep_global = float(calibration.kept)
     per_pair = preference_loss(config.loss.kind, chosen_ratio, rejected_ratio, beta, **_loss_params(config))
     preference = (per_pair * keep).sum() / max(n_keep_global, 1.0) * world_size
     sft = _sft_term(config, policy, chosen_ratio.new_zeros(()))
-    diagnostics = pair_diagnostics(
-        policy.chosen.detach(),
-        policy.rejected.detach(),
-        reference.chosen,
-        reference.rejected,
-        policy.chosen_tokens,
-        policy.rejected_tokens,
-        beta0,
-    )
     return ObjectiveOutput(
         loss=preference + sft,
         preference=preference.detach(),
@@ -138,7 +128,6 @@ def micro_batch_objective(
         weight=weight,
         discrepancy=discrepancy,
         calibration=calibration,
-        diagnostics=diagnostics,
     )
 
 

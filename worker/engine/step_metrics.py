@@ -1,21 +1,40 @@
 """Turning one optimizer step's micro-batch outputs into metric points and per-pair records.
 
-Tensors are accumulated on the device during the step and moved to the host once, at a log step.
+Per-pair tensors stay on the device during the step. At a log step they are stacked, with the per-pair
+diagnostics (computed here, once for the step's N pairs) and the step's scalars, into one float64
+tensor that reaches the host in a single transfer (``step_table``); the batch means and the pair
+records are then plain host arithmetic over N floats.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import Tensor
 
 from contracts import metric_keys as mk
 from contracts.events import MetricPoint, PairRecord
-from worker.alignment.diagnostics import StepSignals
+from worker.alignment.beta_dpo import Calibration
+from worker.alignment.diagnostics import PairDiagnostics, StepSignals, pair_diagnostics
 from worker.engine.objective import ObjectiveOutput, PairScores
+
+PAIR_FIELDS = (
+    "policy_chosen_logp",
+    "policy_rejected_logp",
+    "reference_chosen_logp",
+    "reference_rejected_logp",
+    "chosen_tokens",
+    "rejected_tokens",
+    "discrepancy",
+    "filter_weight",
+    "kept",
+    "beta",
+)  # the PairRecord fields taken from the micro-batch, in PairRecord's order
+DIAGNOSTIC_FIELDS = tuple(f.name for f in fields(PairDiagnostics))
 
 
 @dataclass
@@ -27,6 +46,22 @@ class MicroBatchOutcome:
     policy: PairScores
     reference: PairScores
 
+    def pair_columns(self) -> list[Tensor]:
+        """The PAIR_FIELDS of this micro-batch's pairs as (N,) tensors (detached)."""
+        out = self.output
+        return [
+            self.policy.chosen.detach(),
+            self.policy.rejected.detach(),
+            self.reference.chosen,
+            self.reference.rejected,
+            self.policy.chosen_tokens,
+            self.policy.rejected_tokens,
+            out.discrepancy,
+            out.weight,
+            out.keep,
+            out.beta,
+        ]
+
 
 @dataclass
 class StepAccumulator:
@@ -37,61 +72,80 @@ class StepAccumulator:
     def add(self, outcome: MicroBatchOutcome) -> None:
         self.outcomes.append(outcome)
 
-    def cat(self, name: str) -> Tensor:
-        """A per-pair diagnostics field concatenated over the step's micro-batches."""
-        return torch.cat([getattr(o.output.diagnostics, name) for o in self.outcomes])
+
+@dataclass(frozen=True)
+class StepTable:
+    """A log step's values on the host. ``columns``: every PAIR_FIELDS and DIAGNOSTIC_FIELDS name → its
+    N values (the step's micro-batches in order); loss, grad_norm and sft (the mean SFT term) are the
+    step's scalars."""
+
+    columns: dict[str, list[float]]
+    loss: float
+    grad_norm: float
+    sft: float
 
 
-def _mean(tensor: Tensor) -> Tensor:
-    return tensor.float().mean()
+def step_table(acc: StepAccumulator, loss: Tensor, grad_norm: Tensor, beta0: float) -> StepTable:
+    """The step's per-pair values, their diagnostics (rewards at ``beta0``) and scalars, in one host
+    transfer."""
+    pairs = torch.cat(
+        [torch.stack([c.to(torch.float64) for c in o.pair_columns()]) for o in acc.outcomes], dim=1
+    )  # (len(PAIR_FIELDS), N)
+    diagnostics = pair_diagnostics(*pairs[:6], beta0)
+    derived = torch.stack([getattr(diagnostics, name) for name in DIAGNOSTIC_FIELDS])
+    sft = torch.stack([o.output.sft for o in acc.outcomes]).mean()
+    scalars = torch.stack([s.detach().reshape(()).to(torch.float64) for s in (loss, grad_norm, sft)])
+    flat = torch.cat([pairs.flatten(), derived.flatten(), scalars]).tolist()
+    n = pairs.shape[1]
+    names = PAIR_FIELDS + DIAGNOSTIC_FIELDS
+    columns = {name: flat[i * n : (i + 1) * n] for i, name in enumerate(names)}
+    loss_value, grad_norm_value, sft_value = flat[len(names) * n :]
+    return StepTable(columns, loss_value, grad_norm_value, sft_value)
 
 
-def step_scalars(acc: StepAccumulator, loss: Tensor, grad_norm: Tensor) -> dict[str, Tensor]:
-    """The per-step batch means of SCIENCE.md §A.4 and §C.5 as 0-dim tensors (no host transfer)."""
-    margin = acc.cat("margin")
-    chosen_ratio = acc.cat("chosen_logratio")
-    keep = torch.cat([o.output.keep for o in acc.outcomes])
-    betas = torch.cat([o.output.beta for o in acc.outcomes])
-    scalars = {
-        mk.TRAIN_LOSS: loss,
-        mk.TRAIN_SFT_LOSS: torch.stack([o.output.sft for o in acc.outcomes]).mean(),
-        mk.TRAIN_GRAD_NORM: grad_norm,
-        mk.TRAIN_BETA: _mean(betas),
-        mk.REWARDS_CHOSEN: _mean(acc.cat("chosen_reward")),
-        mk.REWARDS_REJECTED: _mean(acc.cat("rejected_reward")),
-        mk.REWARDS_MARGIN: _mean(margin),
-        mk.REWARDS_ACCURACY: _mean(margin > 0),
-        mk.LOGPS_CHOSEN: _mean(torch.cat([o.policy.chosen.detach() for o in acc.outcomes])),
-        mk.LOGPS_REJECTED: _mean(torch.cat([o.policy.rejected.detach() for o in acc.outcomes])),
-        mk.LOGRATIO_CHOSEN_PER_TOKEN: _mean(acc.cat("chosen_logratio_per_token")),
-        mk.LOGRATIO_REJECTED_PER_TOKEN: _mean(acc.cat("rejected_logratio_per_token")),
-        mk.CHOSEN_BELOW_REFERENCE: _mean(chosen_ratio < 0),
-        mk.GRAD_LOG_RATIO: _mean(acc.cat("grad_log_ratio")),
-        mk.GRAD_WEIGHT: _mean(acc.cat("dpo_weight")),
-        mk.PAIR_MASS: _mean(acc.cat("pair_mass")),
-        mk.BDPO_KEPT_FRACTION: _mean(keep),
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _share(flags: Sequence[bool]) -> float:
+    return sum(flags) / len(flags)
+
+
+def step_values(table: StepTable, calibrations: Sequence[Calibration | None]) -> dict[str, float]:
+    """The per-step batch means of SCIENCE.md §A.4 and §C.5, and the β-DPO summaries of the step's
+    micro-batches (``calibrations``, one per micro-batch, None without β-DPO)."""
+    c = table.columns
+    tokens = c["chosen_tokens"] + c["rejected_tokens"]
+    values = {
+        mk.TRAIN_LOSS: table.loss,
+        mk.TRAIN_SFT_LOSS: table.sft,
+        mk.TRAIN_GRAD_NORM: table.grad_norm,
+        mk.TRAIN_BETA: _mean(c["beta"]),
+        mk.REWARDS_CHOSEN: _mean(c["chosen_reward"]),
+        mk.REWARDS_REJECTED: _mean(c["rejected_reward"]),
+        mk.REWARDS_MARGIN: _mean(c["margin"]),
+        mk.REWARDS_ACCURACY: _share([m > 0 for m in c["margin"]]),
+        mk.LOGPS_CHOSEN: _mean(c["policy_chosen_logp"]),
+        mk.LOGPS_REJECTED: _mean(c["policy_rejected_logp"]),
+        mk.LOGRATIO_CHOSEN_PER_TOKEN: _mean(c["chosen_logratio_per_token"]),
+        mk.LOGRATIO_REJECTED_PER_TOKEN: _mean(c["rejected_logratio_per_token"]),
+        mk.CHOSEN_BELOW_REFERENCE: _share([r < 0 for r in c["chosen_logratio"]]),
+        mk.GRAD_LOG_RATIO: _mean(c["grad_log_ratio"]),
+        mk.GRAD_WEIGHT: _mean(c["dpo_weight"]),
+        mk.PAIR_MASS: _mean(c["pair_mass"]),
+        mk.BDPO_KEPT_FRACTION: _mean(c["kept"]),
     }
-    tokens = torch.cat([torch.cat([o.policy.chosen_tokens, o.policy.rejected_tokens]) for o in acc.outcomes])
-    scalars[mk.PAIR_MASS_PER_TOKEN] = scalars[mk.PAIR_MASS] / _mean(tokens).clamp(min=1.0)
-    last = acc.outcomes[-1].output.calibration
-    if last is not None:
-        calibrations = [o.output.calibration for o in acc.outcomes if o.output.calibration is not None]
-        scalars[mk.BDPO_M0] = torch.tensor(last.m0)
-        scalars[mk.BDPO_SIGMA] = torch.tensor(last.sigma)
-        scalars[mk.BDPO_M_BAR_KEPT] = torch.tensor(
-            sum(c.m_bar_kept for c in calibrations) / len(calibrations)
-        )
-        scalars[mk.BDPO_M_BAR_ALL] = torch.tensor(sum(c.m_bar_all for c in calibrations) / len(calibrations))
-        scalars[mk.BDPO_FILTERED_HIGH] = torch.tensor(float(sum(c.filtered_high for c in calibrations)))
-        scalars[mk.BDPO_FILTERED_LOW] = torch.tensor(float(sum(c.filtered_low for c in calibrations)))
-    return scalars
-
-
-def to_host(scalars: dict[str, Tensor]) -> dict[str, float]:
-    """One host transfer for all of a step's scalars."""
-    keys = list(scalars)
-    values = torch.stack([scalars[k].detach().float().reshape(()).cpu() for k in keys]).tolist()
-    return dict(zip(keys, values, strict=True))
+    values[mk.PAIR_MASS_PER_TOKEN] = values[mk.PAIR_MASS] / max(_mean(tokens), 1.0)
+    present = [calibration for calibration in calibrations if calibration is not None]
+    if present:
+        last = present[-1]
+        values[mk.BDPO_M0] = last.m0
+        values[mk.BDPO_SIGMA] = last.sigma
+        values[mk.BDPO_M_BAR_KEPT] = _mean([cal.m_bar_kept for cal in present])
+        values[mk.BDPO_M_BAR_ALL] = _mean([cal.m_bar_all for cal in present])
+        values[mk.BDPO_FILTERED_HIGH] = float(sum(cal.filtered_high for cal in present))
+        values[mk.BDPO_FILTERED_LOW] = float(sum(cal.filtered_low for cal in present))
+    return values
 
 
 def signal_values(signals: StepSignals) -> dict[str, float]:
@@ -114,50 +168,22 @@ def points_for(step: int, values: dict[str, float]) -> list[MetricPoint]:
     return [MetricPoint(key, step, float(value), now) for key, value in values.items()]
 
 
-def pair_records(step: int, acc: StepAccumulator) -> list[PairRecord]:
+def pair_records(step: int, acc: StepAccumulator, table: StepTable) -> list[PairRecord]:
     """Per-pair rows of every micro-batch of the step (values used in that micro-batch's loss)."""
+    rows = list(zip(*(table.columns[name] for name in PAIR_FIELDS), strict=True))
     records: list[PairRecord] = []
+    start = 0
     for index, outcome in enumerate(acc.outcomes):
-        out = outcome.output
-        calibration = out.calibration
+        calibration = outcome.output.calibration
         m0 = calibration.m0 if calibration is not None else math.nan
         sigma = calibration.sigma if calibration is not None else math.nan
-        columns = (
-            torch.stack(
-                [
-                    outcome.policy.chosen.detach().float(),
-                    outcome.policy.rejected.detach().float(),
-                    outcome.reference.chosen.float(),
-                    outcome.reference.rejected.float(),
-                    outcome.policy.chosen_tokens.float(),
-                    outcome.policy.rejected_tokens.float(),
-                    out.discrepancy.float(),
-                    out.weight.float(),
-                    out.keep.float(),
-                    out.beta.float(),
-                ]
-            )
-            .cpu()
-            .T.tolist()
-        )
-        for pair_id, row in zip(outcome.pair_ids, columns, strict=True):
+        for pair_id, row in zip(outcome.pair_ids, rows[start : start + len(outcome.pair_ids)], strict=True):
+            pc, pr, rc, rr, ct, rt, discrepancy, weight, kept, beta = row
             records.append(
                 PairRecord(
-                    step=step,
-                    micro_batch=index,
-                    pair_id=pair_id,
-                    policy_chosen_logp=row[0],
-                    policy_rejected_logp=row[1],
-                    reference_chosen_logp=row[2],
-                    reference_rejected_logp=row[3],
-                    chosen_tokens=int(row[4]),
-                    rejected_tokens=int(row[5]),
-                    discrepancy=row[6],
-                    filter_weight=row[7],
-                    kept=bool(row[8]),
-                    beta=row[9],
-                    m0=m0,
-                    sigma=sigma,
+                    step, index, pair_id, pc, pr, rc, rr, int(ct), int(rt), discrepancy, weight, bool(kept),
+                    beta, m0, sigma,
                 )
-            )
+            )  # fmt: skip
+        start += len(outcome.pair_ids)
     return records
