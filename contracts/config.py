@@ -57,6 +57,11 @@ class ModelConfig(Frozen):
     the layer in the backward pass (non-reentrant ``torch.utils.checkpoint``): activation memory falls
     from O(layers × tokens × intermediate) to O(layers × tokens × hidden) for about one extra forward
     of compute (≈ +25–35 % per step). Language models only.
+
+    share_prompt: score each pair as one row ``prompt ‖ chosen ‖ rejected`` with a mask that hides the
+    chosen tokens from the rejected ones, so the prompt goes through the network once instead of
+    twice (same log-probs up to float rounding; rotary GPT-NeoX and Llama families with SDPA or eager
+    attention; other models keep the 2B-row batch).
     """
 
     source: Literal["tiny", "pretrained", "gguf", "toy"] = "tiny"
@@ -66,6 +71,7 @@ class ModelConfig(Frozen):
     toy: ToySpec = ToySpec()
     dtype: Literal["float32", "bfloat16"] = "float32"
     gradient_checkpointing: bool = False
+    share_prompt: bool = True
 
     @model_validator(mode="after")
     def _source_fields(self) -> ModelConfig:

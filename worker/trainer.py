@@ -9,7 +9,8 @@ checkpoint → "stopped"), or, in the trainer process, stopped by a worker shutd
 the supervisor) or SIGINT (a Ctrl-C on the worker's terminal) → the loop checkpoints after its step,
 the rows are flushed and the run is RELEASED (``runs.release_run``: back to queued at the same
 attempt, unless a user stop came first). The same signal again, a second or more later, ends the
-process at once (see ``ShutdownSignals``).
+process at once (see ``ShutdownSignals``). A supervising worker that disappears without its trainer
+(``kill -9`` of its pid alone) counts as a first SIGTERM (``watch_supervisor``): no orphan trains on.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import platform
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -158,6 +160,12 @@ class ShutdownSignals:
     def __call__(self) -> bool:
         return bool(self.first)
 
+    def request(self, reason: str) -> None:
+        """Ask the loop to stop after its step, as a first SIGTERM does (``reason`` goes to stderr)."""
+        if signal.SIGTERM not in self.first:
+            self.first[signal.SIGTERM] = time.monotonic()
+            os.write(2, f"\n{reason}: stopping after this step to release the run\n".encode())
+
     def _handle(self, signum: int, frame: object) -> None:
         now = time.monotonic()
         if signum not in self.first:
@@ -169,11 +177,51 @@ class ShutdownSignals:
             os.kill(os.getpid(), signum)
 
 
+def process_alive(pid: int) -> bool:
+    """True while process ``pid`` exists and is not a zombie (a killed worker whose parent has not
+    reaped it yet is a zombie: ``os.kill(pid, 0)`` alone would still say alive)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no procfs: existence only
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def watch_supervisor(shutdown: ShutdownSignals, poll_s: float = 1.0) -> threading.Thread | None:
+    """Start a daemon thread that, once the worker supervising this trainer (``ALIGNSCOPE_WORKER``,
+    "<host>:<pid>") is gone — killed without its trainers, e.g. ``kill -9`` of its pid —, asks the
+    loop to stop as a SIGTERM would: checkpoint after the step, flush, release the run to the queue
+    (where the reconciler of any live worker re-sends its task), instead of training on as an orphan
+    that holds its device. Returns the thread (None outside a supervised trainer)."""
+    worker = os.environ.get(WORKER_ENV, "")
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return None
+
+    def watch() -> None:
+        while process_alive(int(pid)):
+            time.sleep(poll_s)
+        shutdown.request(f"the supervising worker (pid {pid}) is gone")
+
+    thread = threading.Thread(target=watch, name="supervisor-watch", daemon=True)
+    thread.start()
+    return thread
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the trainer process: RUN_ID ATTEMPT."""
     args = sys.argv[1:] if argv is None else argv
     run_id, attempt = args[0], int(args[1])
     shutdown = ShutdownSignals().install()
+    watch_supervisor(shutdown)
     engine = make_engine(get_settings().database_url)
     try:
         summary = execute(engine, run_id, attempt, shutdown=shutdown)

@@ -112,6 +112,27 @@ def test_kill_9_of_the_whole_worker_is_requeued_from_the_checkpoint(
     assert (data_dir / "logs" / run_id / "attempt-2.log").read_text().count("Traceback") == 0
 
 
+def test_kill_9_of_the_worker_alone_releases_its_orphaned_trainers_run_and_another_worker_resumes_it(
+    scaleout: ProcessKeeper, scaleout_api: Api, pg_engine: Engine, data_dir: Path
+) -> None:
+    first = scaleout.worker()
+    run_id = scaleout_api.submit(tiny_config("optim.max_steps=200", "checkpoint_every=0"))
+    scaleout_api.wait_step(run_id, 4, 120)
+    assert len(trainer_pids(data_dir, run_id)) == 1
+    os.kill(first.process.pid, signal.SIGKILL)  # the worker's pid only: its trainer is orphaned
+    first.process.wait()
+    wait_for(lambda: not trainer_pids(data_dir, run_id), 20, "the orphaned trainer to release the run")
+    row = run_row(pg_engine, run_id)
+    assert (row.status, row.attempt) == ("queued", 1)  # released, not failed and not training on
+    assert row.checkpoint_path == str(data_dir / "checkpoints" / run_id)  # written at the release
+    log = (data_dir / "logs" / run_id / "attempt-1.log").read_text()
+    assert f"the supervising worker (pid {first.process.pid}) is gone" in log
+    scaleout.worker()  # a reconciler re-sends the released run's task; this worker resumes it
+    run = scaleout_api.wait(run_id, FINAL, 180)
+    assert (run["status"], run["attempt"], run["step"]) == ("succeeded", 1, 200), run["error"]
+    assert loss_steps(pg_engine, run_id) == list(range(1, 201))  # each step once
+
+
 def test_a_redis_restart_mid_run_loses_nothing(
     scaleout: ProcessKeeper, scaleout_api: Api, pg_engine: Engine
 ) -> None:

@@ -281,6 +281,10 @@ class PairBatch:
         moved = [tensor.to(device, non_blocking=True) for tensor in tensors]
         return PairBatch(*moved, pair_ids=self.pair_ids, size=self.size)
 
+    def token_counts(self) -> torch.Tensor:
+        """Response tokens scored per row (2B,) long: the labelled positions after the first."""
+        return self.labels[:, 1:].ne(IGNORE_INDEX).sum(dim=1)
+
 
 def collate(pairs: Sequence[TokenizedPair], pad_id: int) -> PairBatch:
     """Stack B pairs into a PairBatch of width T = the longest prompt+response of the 2B rows."""

@@ -18,11 +18,12 @@ from contracts import metric_keys as mk
 from contracts.config import RunConfig
 from contracts.events import PairText
 from worker.alignment import toy
-from worker.engine.data import PairBatch, TokenizedPair, collate, load_pairs
+from worker.engine.data import TokenizedPair, collate, load_pairs
 from worker.engine.distributed import World
 from worker.engine.models import cache_dir, fingerprint, frozen_copy, load_policy
 from worker.engine.objective import PairScores
-from worker.engine.scoring import ReferenceScores, precompute_reference, score_pairs
+from worker.engine.scoring import Batch, ReferenceScores, precompute_reference, score_pairs
+from worker.engine.shared_prompt import collate_shared, supports_shared_prompt
 
 
 class Family(Protocol):
@@ -59,6 +60,7 @@ class LanguageModelFamily:
         self.stats = loaded.stats
         self.pad_id = int(tokenizer.pad_token_id)
         self.policy = model.to(world.device).train()
+        self.share_prompt = config.model.share_prompt and supports_shared_prompt(model)
         if config.reference.mode == "copy":
             self._reference = ReferenceScores(frozen_copy(self.policy), None)
         else:
@@ -77,19 +79,22 @@ class LanguageModelFamily:
                 world.device,
                 cache_dir() / "reference",
                 key,
+                share_prompt=self.share_prompt,
             )
             self._reference = ReferenceScores(None, table)
 
-    def collate(self, items: Sequence[TokenizedPair]) -> PairBatch:
-        return collate(items, self.pad_id).to(self.device)
+    def collate(self, items: Sequence[TokenizedPair]) -> Batch:
+        """One micro-batch: prompt-sharing rows when the model supports them (``model.share_prompt``)."""
+        batch = collate_shared(items, self.pad_id) if self.share_prompt else collate(items, self.pad_id)
+        return batch.to(self.device)
 
-    def pair_ids(self, batch: PairBatch) -> list[str]:
+    def pair_ids(self, batch: Batch) -> list[str]:
         return list(batch.pair_ids)
 
-    def policy_scores(self, batch: PairBatch) -> PairScores:
+    def policy_scores(self, batch: Batch) -> PairScores:
         return score_pairs(self.policy, batch)
 
-    def reference_scores(self, batch: PairBatch) -> PairScores:
+    def reference_scores(self, batch: Batch) -> PairScores:
         return self._reference(batch, self.device)
 
     def texts(self) -> list[PairText]:

@@ -19,6 +19,9 @@ from torch import Tensor, nn
 from worker.engine.data import PairBatch, TokenizedPair, collate
 from worker.engine.head_logps import token_logps as head_token_logps
 from worker.engine.objective import PairScores
+from worker.engine.shared_prompt import SharedPromptBatch, attention_mask, collate_shared
+
+Batch = PairBatch | SharedPromptBatch
 
 
 def _autocast(device: torch.device) -> contextlib.AbstractContextManager[None]:
@@ -48,14 +51,32 @@ def response_logps(model: nn.Module, batch: PairBatch) -> tuple[Tensor, Tensor]:
     return sums, mask.sum(dim=1)
 
 
+def shared_response_logps(model: nn.Module, batch: SharedPromptBatch) -> tuple[Tensor, Tensor]:
+    """Summed log-probs (2B,) in float32 nats and response token counts (2B,) of a prompt-sharing
+    batch, in the 2B-row order of ``response_logps`` (chosen first); same values up to rounding."""
+    with _autocast(batch.input_ids.device):
+        base = getattr(model, model.base_model_prefix)
+        hidden = base(
+            input_ids=batch.input_ids,
+            attention_mask=attention_mask(model, batch.allowed),
+            position_ids=batch.position_ids,
+        ).last_hidden_state
+        flat = hidden.reshape(-1, hidden.shape[-1])[batch.sources]
+        token_logps = head_token_logps(flat, model.get_output_embeddings(), batch.targets)
+    sums = torch.zeros(2 * batch.size, dtype=torch.float32, device=token_logps.device)
+    return sums.index_add(0, batch.slots, token_logps), batch.token_counts()
+
+
 def split_scores(sums: Tensor, counts: Tensor) -> PairScores:
     """Chosen rows first, rejected rows second → PairScores of B pairs."""
     size = sums.shape[0] // 2
     return PairScores(sums[:size], sums[size:], counts[:size], counts[size:])
 
 
-def score_pairs(model: nn.Module, batch: PairBatch) -> PairScores:
+def score_pairs(model: nn.Module, batch: Batch) -> PairScores:
     """Policy scores of one micro-batch (with gradients)."""
+    if isinstance(batch, SharedPromptBatch):
+        return split_scores(*shared_response_logps(model, batch))
     return split_scores(*response_logps(model, batch))
 
 
@@ -67,7 +88,7 @@ class ReferenceScores:
         self._model = model
         self._table = table
 
-    def __call__(self, batch: PairBatch, device: torch.device) -> PairScores:
+    def __call__(self, batch: Batch, device: torch.device) -> PairScores:
         if self._model is not None:
             with torch.no_grad():
                 return score_pairs(self._model, batch)
@@ -75,7 +96,7 @@ class ReferenceScores:
         values = torch.tensor(
             [self._table[pid] for pid in batch.pair_ids], dtype=torch.float32, device=device
         )
-        counts = batch.labels[:, 1:].ne(-100).sum(dim=1)
+        counts = batch.token_counts()
         size = batch.size
         return PairScores(values[:, 0], values[:, 1], counts[:size], counts[size:])
 
@@ -93,11 +114,13 @@ def precompute_reference(
     cache: Path,
     key: str,
     batch_size: int = 16,
+    share_prompt: bool = False,
 ) -> dict[str, tuple[float, float]]:
     """Reference log-probs of every pair, computed once and cached on disk under ``key``.
 
     key should fingerprint (model weights, dataset pair ids, max lengths). The cache file holds plain
-    tensors and is read back with ``weights_only=True``.
+    tensors and is read back with ``weights_only=True``. share_prompt: score through prompt-sharing
+    batches (``shared_prompt.py``; the model must support them).
     """
     digest = hashlib.sha256(key.encode()).hexdigest()[:24]
     path = cache / f"reference-{digest}.pt"
@@ -111,7 +134,8 @@ def precompute_reference(
     model.eval()
     with torch.no_grad():
         for chunk in _chunks(pairs, batch_size):
-            scores = score_pairs(model, collate(chunk, pad_id).to(device))
+            batch = collate_shared(chunk, pad_id) if share_prompt else collate(chunk, pad_id)
+            scores = score_pairs(model, batch.to(device))
             values.append(torch.stack([scores.chosen, scores.rejected], dim=1).cpu())
     model.train()
     stacked = torch.cat(values).double()
