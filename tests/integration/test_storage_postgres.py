@@ -22,6 +22,7 @@ from backend.storage.db import init_db, make_engine
 from backend.storage.fencing import StaleAttempt
 from backend.storage.tables import metadata, metric_points, metric_series
 from contracts.events import EvalRecord, MetricPoint, PairRecord, PairText
+from tests.unit import test_storage_rollups_migration
 from tests.unit.test_storage_series_migration import migrate_and_check
 from worker.db_sink import DbSink
 
@@ -78,7 +79,7 @@ def test_migrations_build_the_tables_once(schema):
         thread.join()
     engine = init_db(_url(schema))
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
         collation = conn.execute(
             text(
@@ -94,6 +95,10 @@ def test_migrations_build_the_tables_once(schema):
 
 def test_migration_0005_backfills_series_and_downgrades(schema):
     migrate_and_check(_url(schema))
+
+
+def test_migration_0006_drops_the_rollups_foreign_key_and_downgrades(schema):
+    test_storage_rollups_migration.migrate_and_check(_url(schema))
 
 
 def _series_of_points(engine) -> list[tuple[str, str, str, str]]:
