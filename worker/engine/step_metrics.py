@@ -22,18 +22,8 @@ from worker.alignment.beta_dpo import Calibration
 from worker.alignment.diagnostics import PairDiagnostics, StepSignals, pair_diagnostics
 from worker.engine.objective import ObjectiveOutput, PairScores
 
-PAIR_FIELDS = (
-    "policy_chosen_logp",
-    "policy_rejected_logp",
-    "reference_chosen_logp",
-    "reference_rejected_logp",
-    "chosen_tokens",
-    "rejected_tokens",
-    "discrepancy",
-    "filter_weight",
-    "kept",
-    "beta",
-)  # the PairRecord fields taken from the micro-batch, in PairRecord's order
+# the PairRecord fields taken from the micro-batch (policy_chosen_logp … beta), in PairRecord's order
+PAIR_FIELDS = mk.PAIR_COLUMNS[mk.PAIR_COLUMNS.index("policy_chosen_logp") : mk.PAIR_COLUMNS.index("m0")]
 DIAGNOSTIC_FIELDS = tuple(f.name for f in fields(PairDiagnostics))
 
 
