@@ -17,9 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from alembic import command
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
+
+from backend.storage.tables import in_schema_of, metadata
 
 SQLITE_BEGIN = "alignscope_sqlite_begin"
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -61,6 +65,18 @@ def alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
+
+
+def schema_differences(conn: Connection) -> list[Any]:
+    """Alembic's differences between the database behind ``conn`` and ``tables.metadata`` (empty
+    when the migrations built exactly that schema), leaving out the objects that exist only in
+    another dialect's schema."""
+
+    def include(schema_object: Any, _name: Any, _type: Any, reflected: bool, _compare_to: Any) -> bool:
+        return reflected or in_schema_of(conn.dialect.name, schema_object)
+
+    context = MigrationContext.configure(conn, opts={"include_object": include})
+    return list(compare_metadata(context, metadata))
 
 
 def _upgrade(engine: Engine, revision: str) -> None:

@@ -18,14 +18,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement
 
 from backend.storage import rollups
 from backend.storage.bulk import allocate_seq, insert_rows_while, null_to_nan
 from backend.storage.fencing import check_attempt
-from backend.storage.tables import metric_points, metric_series
+from backend.storage.tables import metric_points, metric_series, stream_counters
 from contracts.events import MetricPoint
 
 MIN_POINTS = 5  # first + last + one bucket of (min, max, NaN)
@@ -257,20 +257,35 @@ def points_after(
     conn: Connection, run_id: str | None, after_seq: int, limit: int = 1000
 ) -> list[StoredPoint]:
     """Points with seq > after_seq (of one run, or of all runs when run_id is None), ascending by
-    seq, at most ``limit``: the replay log of the live stream."""
+    seq, at most ``limit``: the replay log of the live stream.
+
+    Read in bounded seq windows up to the newest committed seq (``last_seq``): (after_seq, after_seq +
+    limit], then windows twice as wide each until ``limit`` points are found, so that PostgreSQL's
+    BRIN index on seq (migration 0007) reads only the heap ranges of each window. A run's points are
+    filtered from every run's in the window, as a walk of the seq key from the cursor would.
+    """
     mp = metric_points.c
-    stmt = select(metric_points).where(mp.seq > after_seq)
-    if run_id is not None:
-        # No index of metric_points starts with run_id any more (migration 0005), so both databases
-        # walk the seq primary key from the cursor; SQLite needs no `run_id || ''` to keep it there.
-        stmt = stmt.where(mp.run_id == run_id)
-    rows = conn.execute(stmt.order_by(mp.seq).limit(limit))
-    return [
-        StoredPoint(row.seq, row.run_id, row.key, row.step, null_to_nan(row.value), row.wall_time)
-        for row in rows
-    ]
+    newest = last_seq(conn)
+    found: list[StoredPoint] = []
+    low, span = after_seq, limit
+    while low < newest and len(found) < limit:
+        high = min(low + span, newest)
+        stmt = select(metric_points).where(mp.seq > low, mp.seq <= high)
+        if run_id is not None:
+            stmt = stmt.where(mp.run_id == run_id)
+        rows = conn.execute(stmt.order_by(mp.seq).limit(limit - len(found)))
+        found.extend(
+            StoredPoint(row.seq, row.run_id, row.key, row.step, null_to_nan(row.value), row.wall_time)
+            for row in rows
+        )
+        low, span = high, 2 * span
+    return found
 
 
 def last_seq(conn: Connection) -> int:
-    """The newest stored seq (0 when none). Read it before loading history, then stream from it."""
-    return conn.execute(select(func.coalesce(func.max(metric_points.c.seq), 0))).scalar_one()
+    """The stream's newest cursor (0 when none): the last seq that a committed insert allocated, from
+    its counter in ``stream_counters`` (no index read). That is the newest stored seq, or above it
+    with none stored in between (an insert whose points were all stored before). Read it before
+    loading history, then stream from it."""
+    counter = select(stream_counters.c.value).where(stream_counters.c.name == metric_points.name)
+    return conn.execute(counter).scalar_one_or_none() or 0

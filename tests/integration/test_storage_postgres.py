@@ -12,17 +12,17 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
+from alembic import command
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import OperationalError
 
-from backend.storage import evaluations, exports, metrics, pairs, runs
-from backend.storage.db import init_db, make_engine
+from backend.storage import db, evaluations, exports, metrics, pairs, runs
+from backend.storage.db import init_db, make_engine, schema_differences
 from backend.storage.fencing import StaleAttempt
 from backend.storage.tables import metadata, metric_points, metric_series
 from contracts.events import EvalRecord, MetricPoint, PairRecord, PairText
 from tests.unit import test_storage_rollups_migration
+from tests.unit.test_storage_metrics import check_paging_equals_a_seq_walk
 from tests.unit.test_storage_series_migration import migrate_and_check
 from worker.db_sink import DbSink
 
@@ -79,8 +79,8 @@ def test_migrations_build_the_tables_once(schema):
         thread.join()
     engine = init_db(_url(schema))
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
-        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0007"
+        assert schema_differences(conn) == []
         collation = conn.execute(
             text(
                 "SELECT collation_name FROM information_schema.columns "
@@ -168,7 +168,7 @@ def test_points_are_idempotent_fenced_and_keep_nan(engine, run_id):
         # bucket 0: min 1 @1, max inf @5, first NaN @4; bucket 1: min 0 @9, max 11 @11; first @0.
         sampled = metrics.series(conn, run_id, "train/loss", max_points=8)
         assert [p.seq for p in metrics.points_after(conn, run_id, 10)] == [11, 12]
-        assert metrics.last_seq(conn) == 12
+        assert metrics.last_seq(conn) == 24  # the retry's block 13–24 was allocated, nothing stored
     assert len(full) == 12 and math.isnan(full[4][1]) and full[5] == (5, math.inf)
     assert [s for s, _ in sampled] == [0, 1, 4, 5, 9, 11]
     assert [v for _, v in sampled if not math.isnan(v)] == [5, 1, math.inf, 0, 11]
@@ -233,3 +233,60 @@ def test_sink_back_fills_after_a_lock_out(schema, engine, run_id):
     sink.close()
     assert _count(engine) == 8
     impatient.dispose()
+
+
+# ------------------------------------------- the stream cursor (migration 0007: BRIN on seq)
+
+BRIN = "ix_metric_points_seq_brin"
+
+
+def _indexes(conn) -> dict[str, str]:
+    rows = conn.execute(text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'metric_points'"))
+    return dict(rows.tuples().all())
+
+
+def _primary_key(conn) -> list[str]:
+    return inspect(conn).get_pk_constraint("metric_points")["constrained_columns"]
+
+
+def test_paging_through_the_brin_index_equals_a_seq_walk(engine):
+    check_paging_equals_a_seq_walk(engine)
+
+
+def test_migration_0007_swaps_the_seq_key_for_brin_and_back(schema, engine):
+    with engine.begin() as conn:
+        run_id = runs.create_run(conn, "{}", "run", None, None)
+        runs.claim_run(conn, run_id, 1)
+        metrics.insert_points(
+            conn, run_id, 1, [MetricPoint("train/loss", s, 1.0 / (s + 1), 0.0) for s in range(50)]
+        )
+    with engine.connect() as conn:
+        assert _primary_key(conn) == [] and "USING brin (seq)" in _indexes(conn)[BRIN]
+        assert db.schema_differences(conn) == []
+    config = db.alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0006")
+    with engine.connect() as conn:
+        assert _primary_key(conn) == ["seq"] and BRIN not in _indexes(conn)
+        assert conn.execute(text("SELECT count(*) FROM metric_points")).scalar_one() == 50
+    db.upgrade(_url(schema), "head")
+    with engine.connect() as conn:
+        assert _primary_key(conn) == [] and BRIN in _indexes(conn)
+        assert [p.step for p in metrics.points_after(conn, run_id, 10, limit=5)] == [10, 11, 12, 13, 14]
+
+
+def test_a_seq_window_is_read_through_the_brin_index(engine):
+    with engine.begin() as conn:
+        run_id = runs.create_run(conn, "{}", "run", None, None)
+        runs.claim_run(conn, run_id, 1)
+        points = [MetricPoint(f"k{k}", s, float(s), 0.0) for s in range(4_000) for k in range(50)]
+        metrics.insert_points(conn, run_id, 1, points)
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE metric_points"))
+        mp = metric_points.c
+        window = select(metric_points).where(mp.seq > 150_000, mp.seq <= 151_000).order_by(mp.seq).limit(1000)
+        compiled = window.compile(conn, compile_kwargs={"literal_binds": True})
+        plan = "\n".join(conn.execute(text(f"EXPLAIN {compiled}")).scalars())
+        assert f"Bitmap Index Scan on {BRIN}" in plan, plan
+        assert [p.seq for p in metrics.points_after(conn, None, 150_000)] == list(range(150_001, 151_001))

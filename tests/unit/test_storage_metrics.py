@@ -194,6 +194,33 @@ def test_points_after_is_a_gapless_cursor_across_runs(engine):
         assert everything[0].wall_time == 100.0
 
 
+def check_paging_equals_a_seq_walk(engine) -> None:
+    """Every page size walks each run's stream and the all-runs stream to the same points, in the
+    same order, as one ``ORDER BY seq`` read of the table; across runs written in turns, with gaps
+    (a batch's duplicates skipped) and windows that hold none of the run's points."""
+    a, b = _run(engine), _run(engine)
+    for turn in range(6):
+        _put(engine, a, [float(turn)] * (10 * turn + 3))  # re-sends the earlier steps: gaps in seq
+        _put(engine, b, [1.0] * 40 if turn == 2 else [])  # run b: one block of 40 in the middle
+    with engine.connect() as conn:
+        rows = conn.execute(select(metric_points.c.seq, metric_points.c.run_id).order_by(metric_points.c.seq))
+        walk = rows.all()
+        for run_id in (a, b, None):
+            expected = [seq for seq, owner in walk if run_id in (None, owner)]
+            for limit in (1, 3, 7, 1000):
+                cursor, seen = 0, []
+                while page := metrics.points_after(conn, run_id, cursor, limit=limit):
+                    assert len(page) <= limit and (len(page) == limit or page[-1].seq == expected[-1])
+                    seen.extend(p.seq for p in page)
+                    cursor = page[-1].seq
+                assert seen == expected, (run_id, limit)
+        assert metrics.last_seq(conn) >= walk[-1][0]
+
+
+def test_points_after_pages_through_gaps_and_other_runs(engine):
+    check_paging_equals_a_seq_walk(engine)
+
+
 def test_seq_is_never_reused_after_a_delete(engine):
     a, b = _run(engine), _run(engine)
     _put(engine, a, [1.0, 2.0, 3.0])  # seq 1..3

@@ -10,13 +10,11 @@ import math
 
 import pytest
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from backend.storage import db, exports, metrics, runs
-from backend.storage.tables import metadata
+from backend.storage.db import schema_differences
 from contracts.events import MetricPoint
 
 LOSS, LR = "train/loss", "train/lr"
@@ -71,7 +69,7 @@ def migrate_and_check(url: str) -> None:
     db.upgrade(url)
     engine = db.make_engine(url)
     with engine.begin() as conn:
-        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        assert schema_differences(conn) == []
         series = conn.execute(text("SELECT id, run_id, key FROM metric_series")).all()
         assert sorted((run_id, key) for _, run_id, key in series) == sorted([(a, LOSS), (a, LR), (b, LOSS)])
         joined = conn.execute(SERIES_OF_POINTS).all()
@@ -120,5 +118,5 @@ def test_upgrade_from_an_empty_store(tmp_path, revision):
     engine = db.init_db(url)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM metric_series")).scalar_one() == 0
-        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        assert schema_differences(conn) == []
     engine.dispose()
