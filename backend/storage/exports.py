@@ -38,12 +38,13 @@ def metric_rows(
     """(run_id, key, step, value, wall_time) of one run or several, ordered by run, key, step."""
     ms, mp = metric_series.c, metric_points.c
     wanted = [run_ids] if isinstance(run_ids, str) else list(run_ids)
-    found = select(ms.id).where(ms.run_id.in_(wanted))
+    found = select(ms.id, ms.run_id, ms.key).where(ms.run_id.in_(wanted))
     if keys is not None:
         found = found.where(ms.key.in_(list(keys)))
-    points = select(*(mp[name] for name in METRIC_COLUMNS)).order_by(mp.step)
-    for series_id in conn.execute(found.order_by(ms.run_id, ms.key)).scalars().all():
-        yield from _stream(conn, points.where(mp.series_id == series_id))
+    points = select(mp.step, mp.value, mp.wall_time).order_by(mp.step)
+    for series_id, run_id, key in conn.execute(found.order_by(ms.run_id, ms.key)).tuples().all():
+        for row in _stream(conn, points.where(mp.series_id == series_id)):
+            yield (run_id, key, *row)
 
 
 def pair_rows(conn: Connection, run_id: str, step: int | None = None) -> Iterator[ExportRow]:

@@ -30,7 +30,7 @@ from contracts.events import MetricPoint
 
 MIN_POINTS = 5  # first + last + one bucket of (min, max, NaN)
 RAW_STEPS = 16_384  # the longest window read point by point when rollups would be too coarse
-_COLUMNS = ("seq", "series_id", "run_id", "key", "step", "value", "wall_time")
+_COLUMNS = ("seq", "series_id", "step", "value", "wall_time")
 _NEW_SERIES = text(
     f"INSERT INTO {metric_series.name} (run_id, key) VALUES (:run_id, :key) ON CONFLICT DO NOTHING"
 )
@@ -61,7 +61,7 @@ def insert_points(conn: Connection, run_id: str, attempt: int, points: Sequence[
         return 0
     ids = _ensure_series(conn, run_id, {p.key for p in points})
     first = allocate_seq(conn, metric_points.name, len(points))
-    rows = _PointRows(points, first, ids, run_id)
+    rows = _PointRows(points, first, ids)
     work = partial(rollups.summarize, points)  # all new, usually: summarized while they are inserted
     inserted, level0 = insert_rows_while(conn, metric_points, _COLUMNS, rows, work)
     rollups.fold_in(conn, run_id, first, points, inserted, level0)
@@ -76,15 +76,14 @@ class _PointRows:
     points: Sequence[MetricPoint]
     first: int
     ids: dict[str, int]
-    run_id: str
 
     def __len__(self) -> int:
         return len(self.points)
 
     def __iter__(self) -> Iterator[tuple[object, ...]]:
-        ids, run_id = self.ids, self.run_id
+        ids = self.ids
         for seq, p in enumerate(self.points, start=self.first):
-            yield seq, ids[p.key], run_id, p.key, p.step, None if p.value != p.value else p.value, p.wall_time
+            yield seq, ids[p.key], p.step, None if p.value != p.value else p.value, p.wall_time
 
 
 def series_ids(conn: Connection, run_id: str, keys: Iterable[str] | None = None) -> dict[str, int]:
@@ -262,18 +261,22 @@ def points_after(
     Read in bounded seq windows up to the newest committed seq (``last_seq``): (after_seq, after_seq +
     limit], then windows twice as wide each until ``limit`` points are found, so that PostgreSQL's
     BRIN index on seq (migration 0007) reads only the heap ranges of each window. A run's points are
-    filtered from every run's in the window, as a walk of the seq key from the cursor would.
+    filtered from every run's in the window (by their series), as a walk of the seq key from the
+    cursor would.
     """
-    mp = metric_points.c
+    mp, ms = metric_points.c, metric_series.c
+    named = select(mp.seq, ms.run_id, ms.key, mp.step, mp.value, mp.wall_time).join_from(
+        metric_points, metric_series, ms.id == mp.series_id
+    )
+    if run_id is not None:
+        named = named.where(ms.run_id == run_id)
     newest = last_seq(conn)
     found: list[StoredPoint] = []
     low, span = after_seq, limit
     while low < newest and len(found) < limit:
         high = min(low + span, newest)
-        stmt = select(metric_points).where(mp.seq > low, mp.seq <= high)
-        if run_id is not None:
-            stmt = stmt.where(mp.run_id == run_id)
-        rows = conn.execute(stmt.order_by(mp.seq).limit(limit - len(found)))
+        stmt = named.where(mp.seq > low, mp.seq <= high).order_by(mp.seq).limit(limit - len(found))
+        rows = conn.execute(stmt)
         found.extend(
             StoredPoint(row.seq, row.run_id, row.key, row.step, null_to_nan(row.value), row.wall_time)
             for row in rows

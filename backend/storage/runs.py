@@ -239,12 +239,12 @@ def set_environment(conn: Connection, run_id: str, attempt: int, environment_jso
 def delete_run(conn: Connection, run_id: str) -> bool:
     """Delete a run and all its rows (children cloned from it keep living, parent_id → NULL).
 
-    Its metric points go first, found by their series ids ((series_id, step) is metric_points'
-    index; run_id has none), then its series and its rows in every other table."""
+    Its metric points go first, found by their series ids (a point names its run only through its
+    series), then its series and its rows in every other table."""
     series = select(metric_series.c.id).where(metric_series.c.run_id == run_id)
     conn.execute(delete(metric_points).where(metric_points.c.series_id.in_(series)))
     for table in metadata.sorted_tables:
-        if "run_id" in table.c and table is not metric_points:
+        if "run_id" in table.c:
             conn.execute(delete(table).where(table.c.run_id == run_id))
     conn.execute(update(runs).where(runs.c.parent_id == run_id).values(parent_id=None))
     return conn.execute(delete(runs).where(runs.c.id == run_id)).rowcount == 1

@@ -15,14 +15,14 @@ Conventions:
   ``backend.storage.rollups``); ``metrics.insert_points`` keeps it in step with metric_points;
 - ``metric_series`` gives each series (run_id, key) an integer id; ``metric_points`` is unique on
   (series_id, step) (migration 0005: an integer key is cheaper to maintain per inserted row than
-  (run_id, key, step) text) and keeps ``run_id`` and ``key`` for the readers that want them. Reads
-  of one series or of one run's series go through its ids (``metrics.series_ids``), since the only
-  indexes of metric_points are ``seq`` and (series_id, step);
-- ``metric_points.run_id``, ``metric_series.run_id`` and ``metric_rollups.run_id`` have no foreign
-  key (migrations 0004 and 0006: its per-row check was the largest cost of ingest, then ~40 % of the
-  rollups' upsert), nor has ``metric_points.series_id``: inserts are fenced by the run row
-  (``fencing.check_attempt``) and ``runs.delete_run`` deletes a run's points, then its series, then
-  its rows of every other table, before the run;
+  (run_id, key, step) text) and names its series by that id alone (migration 0008: the run id and
+  key text were half of each row). Reads of one series or of one run's series go through its ids
+  (``metrics.series_ids``), and readers that want run ids and keys join ``metric_series``;
+- ``metric_series.run_id`` and ``metric_rollups.run_id`` have no foreign key (migrations 0004 and
+  0006: its per-row check was the largest cost of ingest, then ~40 % of the rollups' upsert), nor
+  has ``metric_points.series_id``: inserts are fenced by the run row (``fencing.check_attempt``) and
+  ``runs.delete_run`` deletes a run's points, then its series, then its rows of every other table,
+  before the run;
 - ``experiment_groups`` is one row per experiment group (its runs are the ``runs`` rows whose
   ``group_name`` is its id), with the group's summary as JSON (``backend.storage.experiment_groups``).
 """
@@ -114,12 +114,10 @@ metric_points = Table(
     "metric_points",
     metadata,
     Column("seq", Seq, primary_key=True, autoincrement=False),
-    Column("run_id", ident(32), nullable=False),  # no foreign key: see the module docstring
-    Column("key", ident(200), nullable=False),
     Column("step", Integer, nullable=False),
     Column("value", Double),
     Column("wall_time", Double, nullable=False),
-    Column("series_id", Integer, nullable=False),  # metric_series.id of (run_id, key); no foreign key
+    Column("series_id", Integer, nullable=False),  # metric_series.id; no foreign key (see above)
     UniqueConstraint("series_id", "step"),
 )
 # PostgreSQL only (migration 0007 also drops the primary-key constraint there; see the docstring).

@@ -34,7 +34,7 @@ from sqlalchemy import Engine, select
 from backend.config_files import load_config
 from backend.storage import runs
 from backend.storage.db import make_engine
-from backend.storage.tables import metric_points
+from backend.storage.tables import metric_points, metric_series
 from contracts import metric_keys as mk
 
 REPO = Path(__file__).resolve().parents[2]
@@ -328,13 +328,21 @@ class Api:
                         f"run {run_id} to reach step {step}", every=0.2)  # fmt: skip
 
 
-def loss_steps(engine: Engine, run_id: str) -> list[int]:
-    """The steps of the run's train/loss series, in order (duplicates would show twice)."""
-    stmt = select(metric_points.c.step).where(
-        metric_points.c.run_id == run_id, metric_points.c.key == mk.TRAIN_LOSS
+def loss_points(engine: Engine, run_id: str) -> list[tuple[int, float]]:
+    """(step, wall time) of the run's train/loss points by step (duplicates would show twice)."""
+    mp, ms = metric_points.c, metric_series.c
+    stmt = (
+        select(mp.step, mp.wall_time)
+        .join_from(metric_points, metric_series, ms.id == mp.series_id)
+        .where(ms.run_id == run_id, ms.key == mk.TRAIN_LOSS)
     )
     with engine.connect() as conn:
-        return sorted(conn.execute(stmt).scalars())
+        return sorted(conn.execute(stmt).tuples().all())
+
+
+def loss_steps(engine: Engine, run_id: str) -> list[int]:
+    """The steps of the run's train/loss series, in order (duplicates would show twice)."""
+    return [step for step, _ in loss_points(engine, run_id)]
 
 
 FINAL = ("succeeded", "failed", "stopped")

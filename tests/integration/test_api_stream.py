@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from backend.storage import metrics, runs
 from backend.storage.db import init_db
-from backend.storage.tables import metric_points
+from backend.storage.tables import metric_points, metric_series
 from contracts.events import MetricPoint
 from tests.integration.api_support import (
     claim,
@@ -33,8 +33,9 @@ pytest_plugins = ("tests.integration.api_fixtures",)
 
 
 def _db_series(client, run_id: str) -> list[tuple[str, int, float]]:
-    mp = metric_points.c
-    stmt = select(mp.key, mp.step, mp.value).where(mp.run_id == run_id).order_by(mp.seq)
+    mp, ms = metric_points.c, metric_series.c
+    points = select(ms.key, mp.step, mp.value).join_from(metric_points, metric_series, ms.id == mp.series_id)
+    stmt = points.where(ms.run_id == run_id).order_by(mp.seq)
     with engine_of(client).connect() as conn:
         return [tuple(row) for row in conn.execute(stmt)]
 

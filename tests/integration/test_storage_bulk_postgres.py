@@ -17,14 +17,14 @@ from sqlalchemy.exc import IntegrityError
 from backend.storage import metrics, runs
 from backend.storage.bulk import insert_rows
 from backend.storage.db import init_db
-from backend.storage.tables import metric_points
+from backend.storage.tables import metric_points, metric_series
 from contracts.events import MetricPoint
 from tests.unit.test_storage_rollups import brute_force, new_run, stored_rollups
 
 pytestmark = pytest.mark.postgres
 SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 LOSS = "train/loss"
-COLUMNS = ("seq", "series_id", "run_id", "key", "step", "value", "wall_time")
+COLUMNS = ("seq", "series_id", "step", "value", "wall_time")
 
 
 @pytest.fixture
@@ -47,8 +47,9 @@ def engine():
 
 
 def stored(conn, run: str) -> list[tuple[int, float | None]]:
-    mp = metric_points.c
-    rows = conn.execute(select(mp.step, mp.value).where(mp.run_id == run).order_by(mp.step))
+    mp, ms = metric_points.c, metric_series.c
+    points = select(mp.step, mp.value).join_from(metric_points, metric_series, ms.id == mp.series_id)
+    rows = conn.execute(points.where(ms.run_id == run).order_by(mp.step))
     return [tuple(row) for row in rows]
 
 
@@ -82,8 +83,11 @@ def test_fallback_keeps_the_series_created_before_the_copy(engine):
         assert metrics.insert_points(conn, run_id, 1, batch) == 3
         ids = metrics.series_ids(conn, run_id)
     with engine.connect() as conn:
-        mp = metric_points.c
-        rows = conn.execute(select(mp.series_id, mp.key, mp.step, mp.value).order_by(mp.seq)).all()
+        mp, ms = metric_points.c, metric_series.c
+        points = select(mp.series_id, ms.key, mp.step, mp.value)
+        rows = conn.execute(
+            points.join_from(metric_points, metric_series, ms.id == mp.series_id).order_by(mp.seq)
+        ).all()
     assert [tuple(row) for row in rows] == [
         (ids[LOSS], LOSS, 5, 5.0),
         *((ids["train/lr"], "train/lr", s, 0.1 * s) for s in range(3)),
@@ -92,7 +96,7 @@ def test_fallback_keeps_the_series_created_before_the_copy(engine):
 
 def test_other_errors_are_sqlalchemy_errors(engine):
     run_id = new_run(engine)
-    row = (1, 1, run_id, LOSS, 0, 1.0, None)  # wall_time is NOT NULL: SQLSTATE 23502, not a duplicate
+    row = (1, 1, 0, 1.0, None)  # wall_time is NOT NULL: SQLSTATE 23502, not a duplicate
     with pytest.raises(IntegrityError, match="wall_time"), engine.begin() as conn:
         insert_rows(conn, metric_points, COLUMNS, [row])
     with engine.connect() as conn:

@@ -15,17 +15,16 @@ from pathlib import Path
 import celery
 import psycopg
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from backend.storage.tables import metric_points
-from contracts import metric_keys as mk
 from tests.integration.conftest import (
     FINAL,
     PG_ADMIN,
     Api,
     ProcessKeeper,
     ensure_redis,
+    loss_points,
     loss_steps,
     run_row,
     tiny_config,
@@ -170,9 +169,5 @@ def test_postgres_refusing_connections_for_20_s_is_ridden_out(
     run = scaleout_api.wait(run_id, FINAL, 150)
     assert (run["status"], run["attempt"]) == ("succeeded", 1), run["error"]
     assert loss_steps(pg_engine, run_id) == list(range(1, 41))
-    stmt = select(metric_points.c.wall_time).where(
-        metric_points.c.run_id == run_id, metric_points.c.key == mk.TRAIN_LOSS
-    )
-    with pg_engine.connect() as conn:
-        times = list(conn.execute(stmt).scalars())
+    times = [wall_time for _, wall_time in loss_points(pg_engine, run_id)]
     assert any(began < t < ended for t in times)  # trained during the outage, rows back-filled

@@ -20,18 +20,17 @@ from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from backend.storage import runs
 from backend.storage.db import init_db, make_engine
-from backend.storage.tables import metric_points
-from contracts import metric_keys as mk
 from tests.integration.conftest import (
     FINAL,
     REPO,
     Api,
     ProcessKeeper,
     free_port,
+    loss_points,
     loss_steps,
     pids_using,
     run_row,
@@ -47,11 +46,7 @@ def _released(engine: Engine, run_id: str, timeout: float) -> runs.RunRow:
 
 def _loss_times(engine: Engine, run_id: str) -> dict[int, float]:
     """step → wall time of the run's train/loss points."""
-    stmt = select(metric_points.c.step, metric_points.c.wall_time).where(
-        metric_points.c.run_id == run_id, metric_points.c.key == mk.TRAIN_LOSS
-    )
-    with engine.connect() as conn:
-        return dict(conn.execute(stmt).tuples().all())
+    return dict(loss_points(engine, run_id))
 
 
 def test_release_keeps_the_attempt_and_yields_to_a_user_stop(tmp_path: Path) -> None:

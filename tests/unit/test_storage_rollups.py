@@ -12,7 +12,7 @@ from alembic import command
 from sqlalchemy import func, select
 
 from backend.storage import db, metrics, rollups, runs
-from backend.storage.tables import metric_points, metric_rollups
+from backend.storage.tables import metric_points, metric_rollups, metric_series
 from contracts.events import MetricPoint
 
 LOSS = "train/loss"
@@ -68,8 +68,9 @@ def random_batches(seed: int, keys: int = 3, steps: int = 6_000) -> list[list[Me
 def brute_force(conn, run_id: str) -> dict[tuple[int, str, int], Row]:
     """(level, key, bucket) → (count, min_value, min_step, max_value, max_step, nan_step) from the
     stored points: min/max over non-NaN values, the smaller step on a tie."""
-    mp = metric_points.c
-    stored = conn.execute(select(mp.key, mp.step, mp.value).where(mp.run_id == run_id)).all()
+    mp, ms = metric_points.c, metric_series.c
+    points = select(ms.key, mp.step, mp.value).join_from(metric_points, metric_series, ms.id == mp.series_id)
+    stored = conn.execute(points.where(ms.run_id == run_id)).all()
     expected = {}
     for level in range(rollups.TOP_LEVEL + 1):
         groups: dict[tuple[str, int], list[tuple[int, float | None]]] = {}

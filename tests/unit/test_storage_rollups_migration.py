@@ -10,7 +10,7 @@ from alembic import command
 from sqlalchemy import Connection, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from backend.storage import db, metrics, runs
+from backend.storage import db, metrics, rollups, runs
 from backend.storage.db import schema_differences
 from backend.storage.tables import metric_rollups
 from contracts.events import MetricPoint
@@ -52,6 +52,22 @@ def _downgrade(engine, revision: str) -> None:
         command.downgrade(config, revision)
 
 
+def _insert_at_0005(conn: Connection, run_id: str, points: list[MetricPoint]) -> None:
+    """What ``metrics.insert_points`` did at 0005 (points kept their run_id and key then): one
+    series, its points at seq 1, 2, …, and their rollups."""
+    conn.execute(text("INSERT INTO metric_series (run_id, key) VALUES (:r, :k)"), {"r": run_id, "k": LOSS})
+    counter = "UPDATE stream_counters SET value = :n WHERE name = 'metric_points'"
+    conn.execute(text(counter), {"n": len(points)})
+    series_id = metrics.series_ids(conn, run_id)[LOSS]
+    rows = [
+        {"seq": seq, "r": run_id, "k": p.key, "step": p.step, "v": p.value, "t": p.wall_time, "s": series_id}
+        for seq, p in enumerate(points, start=1)
+    ]
+    insert = "INSERT INTO metric_points (seq, run_id, key, step, value, wall_time, series_id)"
+    conn.execute(text(f"{insert} VALUES (:seq, :r, :k, :step, :v, :t, :s)"), rows)
+    rollups.fold_in(conn, run_id, 1, points, len(points), rollups.summarize(points))
+
+
 def migrate_and_check(url: str) -> None:
     """Build a store at 0005 at ``url`` (empty) with one run's points, upgrade it to head and
     downgrade it to 0005 again, asserting what each step must keep."""
@@ -62,7 +78,7 @@ def migrate_and_check(url: str) -> None:
     with engine.begin() as conn:
         run_id = runs.create_run(conn, "{}", "run", None, None)
         assert runs.claim_run(conn, run_id, 1)
-        assert metrics.insert_points(conn, run_id, 1, points) == 100
+        _insert_at_0005(conn, run_id, points)
         before = stored_rollups(conn, run_id)
         assert _foreign_keys(conn) == ["runs"] and _orphan_refused(conn)
         rowid = _without_rowid(conn)
@@ -101,5 +117,5 @@ def test_upgrade_from_an_empty_store(tmp_path, revision):
     with engine.begin() as conn:
         assert schema_differences(conn) == []
         assert _foreign_keys(conn) == [] and _without_rowid(conn)
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0007"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0008"
     engine.dispose()

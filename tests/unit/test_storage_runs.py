@@ -215,11 +215,14 @@ def test_delete_run_removes_its_rows_and_unlinks_clones(engine):
         assert not runs.delete_run(conn, parent)
     with engine.connect() as conn:
         # other's rows only: 2 points and 2 series (train/loss, train/lr), 1 row of every other table.
-        expected = {metric_points: 2, metric_series: 2, pair_records: 1, pairs_table: 1}
-        expected |= {evaluations_table: 1, judgments: 1}
+        expected = {metric_series: 2, pair_records: 1, pairs_table: 1, evaluations_table: 1, judgments: 1}
         for table, rows in expected.items():
             counts = dict(conn.execute(select(table.c.run_id, func.count()).group_by(table.c.run_id)).all())
             assert counts == {other: rows}, table.name
+        points = select(metric_series.c.run_id).join_from(
+            metric_points, metric_series, metric_series.c.id == metric_points.c.series_id, isouter=True
+        )
+        assert conn.execute(points).scalars().all() == [other, other]  # none left without its series
         assert metrics.keys(conn, other) == ["train/loss", "train/lr"]
         assert metrics.series(conn, other, "train/lr") == [(0, 0.1)]
         assert runs.get_run(conn, parent) is None

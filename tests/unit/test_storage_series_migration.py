@@ -20,11 +20,12 @@ from contracts.events import MetricPoint
 LOSS, LR = "train/loss", "train/lr"
 COLUMNS = "seq, run_id, key, step, value, wall_time"
 INSERT = text(f"INSERT INTO metric_points ({COLUMNS}) VALUES (:{COLUMNS.replace(', ', ', :')})")
-INSERT_IN_SERIES = text(
-    f"INSERT INTO metric_points ({COLUMNS}, series_id) VALUES (:{COLUMNS.replace(', ', ', :')}, :series_id)"
+INSERT_IN_SERIES = text(  # at head (0008), where a point names its series by id only
+    "INSERT INTO metric_points (seq, series_id, step, value, wall_time)"
+    " VALUES (:seq, :series_id, :step, :value, :wall_time)"
 )
 SERIES_OF_POINTS = text(
-    "SELECT p.run_id, p.key, p.step, p.value, s.run_id, s.key FROM metric_points AS p"
+    "SELECT s.run_id, s.key, p.step, p.value FROM metric_points AS p"
     " LEFT JOIN metric_series AS s ON s.id = p.series_id ORDER BY p.seq"
 )
 
@@ -73,14 +74,13 @@ def migrate_and_check(url: str) -> None:
         series = conn.execute(text("SELECT id, run_id, key FROM metric_series")).all()
         assert sorted((run_id, key) for _, run_id, key in series) == sorted([(a, LOSS), (a, LR), (b, LOSS)])
         joined = conn.execute(SERIES_OF_POINTS).all()
-        assert [row[:4] for row in joined] == [
+        assert [tuple(row) for row in joined] == [  # each point's series is its former (run_id, key)
             (a, LOSS, 2, 0.3),
             (a, LR, 0, 1e-3),
             (b, LOSS, 0, 9.0),
             (a, LOSS, 0, 0.5),
             (a, LOSS, 1, None),
         ]
-        assert all(row[4:] == row[:2] for row in joined)  # each point's series is its (run_id, key)
         loss_of_a = metrics.series_ids(conn, a)[LOSS]
         taken = {**_point(6, a, LOSS, 1, 7.0), "series_id": loss_of_a}  # (series_id, step) is stored
         refusal = _refused(conn, INSERT_IN_SERIES, taken)
