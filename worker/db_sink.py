@@ -27,7 +27,7 @@ from backend.storage import runs
 from backend.storage.db import reader
 from backend.storage.evaluations import insert_evaluation, insert_judgments
 from backend.storage.fencing import StaleAttempt
-from backend.storage.metrics import insert_points
+from backend.storage.metrics import insert_points, summarize_new_points
 from backend.storage.pairs import insert_pair_records, insert_pair_texts
 from contracts.events import EvalRecord, Judgment, MetricPoint, PairRecord, PairText
 
@@ -43,7 +43,9 @@ class DbSink:
     flush_every_s: the longest a row waits;
     heartbeat_every_s: the shortest gap between heartbeats (and stop-flag polls); chunk_rows: rows of
     each kind per transaction; retry_s: (first, longest) backoff after a failed write; clock:
-    monotonic seconds (injectable for tests).
+    monotonic seconds (injectable for tests); summarize_rows: points written between two summaries
+    of PostgreSQL's BRIN seq index (``metrics.summarize_new_points``, about one 128-page range of
+    points), so that live streams do not read a long unsummarized tail.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class DbSink:
         retry_s: tuple[float, float] = (0.5, 30.0),
         clock: Callable[[], float] = time.monotonic,
         total_steps: int | None = None,
+        summarize_rows: int = 20_000,
     ) -> None:
         self.engine = engine
         self.run_id = run_id
@@ -81,6 +84,8 @@ class DbSink:
         self._stop = False
         self.total_steps = total_steps
         self._step: int | None = None
+        self.summarize_rows = summarize_rows
+        self._unsummarized = 0
 
     # ------------------------------------------------------------------ MetricsSink
 
@@ -214,3 +219,8 @@ class DbSink:
         if self._status is status:
             self._status = None
         self._last_beat = self.clock()
+        self._unsummarized += len(points)
+        if self._unsummarized >= self.summarize_rows:
+            self._unsummarized = 0
+            with self.engine.begin() as conn:
+                summarize_new_points(conn)

@@ -20,6 +20,7 @@ from functools import partial
 
 from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ColumnElement
 
 from backend.storage import rollups
@@ -35,6 +36,11 @@ _NEW_SERIES = text(
     f"INSERT INTO {metric_series.name} (run_id, key) VALUES (:run_id, :key) ON CONFLICT DO NOTHING"
 )
 Raw = tuple[int, float | None]  # (step, value) as stored: NULL for NaN
+SEQ_INDEX = "ix_metric_points_seq_brin"  # PostgreSQL only (migration 0007)
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE
+_SUMMARIZE = text(
+    "SELECT set_config('lock_timeout', '50ms', true), brin_summarize_new_values(CAST(:index AS regclass))"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,3 +298,19 @@ def last_seq(conn: Connection) -> int:
     loading history, then stream from it."""
     counter = select(stream_counters.c.value).where(stream_counters.c.name == metric_points.name)
     return conn.execute(counter).scalar_one_or_none() or 0
+
+
+def summarize_new_points(conn: Connection) -> int | None:
+    """PostgreSQL: summarize the ranges of metric_points' BRIN seq index that inserts have filled
+    since the last summary, so that the live stream's seq windows stop reading them (autovacuum does
+    it too, up to a minute later). Returns the number of ranges summarized; None on SQLite, or when
+    another summary or a vacuum of the table holds its lock for more than 50 ms (then skipped)."""
+    if conn.dialect.name != "postgresql":
+        return None
+    try:
+        with conn.begin_nested():
+            return int(conn.execute(_SUMMARIZE, {"index": SEQ_INDEX}).one()[1])
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+    return None

@@ -290,3 +290,24 @@ def test_a_seq_window_is_read_through_the_brin_index(engine):
         plan = "\n".join(conn.execute(text(f"EXPLAIN {compiled}")).scalars())
         assert f"Bitmap Index Scan on {BRIN}" in plan, plan
         assert [p.seq for p in metrics.points_after(conn, None, 150_000)] == list(range(150_001, 151_001))
+
+
+def test_the_writer_summarizes_new_ranges_and_skips_a_busy_lock(engine, schema, run_id):
+    points = [MetricPoint(f"k{k}", s, float(s), 0.0) for s in range(1_200) for k in range(50)]
+    sink = DbSink(engine, run_id, 1, summarize_rows=20_000)
+    sink.points(points)
+    sink.close()  # 60,000 points in one chunk: summarized after its commit
+    with engine.begin() as conn:
+        assert metrics.summarize_new_points(conn) == 0  # nothing left to summarize
+        metrics.insert_points(conn, run_id, 1, [MetricPoint("k0", s, 1.0, 0.0) for s in range(1_200, 31_200)])
+    admin = psycopg.connect(_url(schema).replace("+psycopg", ""), autocommit=False)
+    try:
+        admin.execute("LOCK TABLE metric_points IN SHARE UPDATE EXCLUSIVE MODE")  # as a vacuum holds it
+        with engine.begin() as conn:
+            assert metrics.summarize_new_points(conn) is None  # skipped after 50 ms
+            assert runs.heartbeat(conn, run_id, 1, step=1)  # the transaction is still usable
+    finally:
+        admin.rollback()
+        admin.close()
+    with engine.begin() as conn:
+        assert metrics.summarize_new_points(conn) >= 1

@@ -241,3 +241,9 @@ def test_points_have_no_foreign_key_and_go_with_their_run(engine):
         assert runs.delete_run(conn, a)
     with engine.connect() as conn:
         assert [(p.run_id, p.value) for p in metrics.points_after(conn, None, 0)] == [(b, 3.0)]
+
+
+def test_summarizing_the_seq_index_is_postgresql_only(engine):
+    _put(engine, _run(engine), [1.0, 2.0])
+    with engine.begin() as conn:
+        assert metrics.summarize_new_points(conn) is None  # SQLite: seq is the rowid, nothing to do
