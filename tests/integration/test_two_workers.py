@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from backend.storage import runs
-from backend.storage.tables import metric_points, pair_records
+from backend.storage.tables import metric_points, metric_series, pair_records
 from tests.integration.conftest import Api, ProcessKeeper, Service, loss_steps, tiny_config
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
@@ -21,13 +21,15 @@ RUNS, STEPS = 4, 4
 
 def _rows(engine: Engine, table, run_id: str) -> tuple[int, int]:
     """(rows of ``table`` for the run, distinct natural keys among them)."""
-    if table is metric_points:
-        key = (table.c.key, table.c.step)
+    if table is metric_points:  # a point names its run through its series
+        series = metric_series.c
+        source = metric_points.join(metric_series, series.id == table.c.series_id)
+        owner, key = series.run_id, (series.key, table.c.step)
     else:
-        key = (table.c.step, table.c.micro_batch, table.c.pair_id)
+        source, owner, key = table, table.c.run_id, (table.c.step, table.c.micro_batch, table.c.pair_id)
     with engine.connect() as conn:
-        total = conn.execute(select(func.count()).where(table.c.run_id == run_id)).scalar_one()
-        distinct = select(*key).where(table.c.run_id == run_id).distinct().subquery()
+        total = conn.execute(select(func.count()).select_from(source).where(owner == run_id)).scalar_one()
+        distinct = select(*key).select_from(source).where(owner == run_id).distinct().subquery()
         return total, conn.execute(select(func.count()).select_from(distinct)).scalar_one()
 
 

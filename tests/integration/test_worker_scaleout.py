@@ -96,7 +96,8 @@ def test_kill_9_of_the_whole_worker_is_requeued_from_the_checkpoint(
     scaleout: ProcessKeeper, scaleout_api: Api, pg_engine: Engine, data_dir: Path
 ) -> None:
     first = scaleout.worker()
-    run_id = scaleout_api.submit(tiny_config("optim.max_steps=64", "checkpoint_every=2"))
+    # long enough that it is still training when the checkpoint is seen recorded (64 steps once were not)
+    run_id = scaleout_api.submit(tiny_config("optim.max_steps=200", "checkpoint_every=4"))
     scaleout_api.wait_step(run_id, 4, 120)
     recorded = lambda: run_row(pg_engine, run_id).checkpoint_path is not None  # noqa: E731
     wait_for(recorded, 30, "the checkpoint to be recorded")
@@ -107,7 +108,7 @@ def test_kill_9_of_the_whole_worker_is_requeued_from_the_checkpoint(
     scaleout.worker(ALIGNSCOPE_STALE_AFTER_S="8")  # its reconciler re-queues, it resumes
     run = scaleout_api.wait(run_id, FINAL, 180)
     assert (run["status"], run["attempt"]) == ("succeeded", 2), run["error"]
-    assert loss_steps(pg_engine, run_id) == list(range(1, 65))
+    assert loss_steps(pg_engine, run_id) == list(range(1, 201))
     assert (data_dir / "logs" / run_id / "attempt-2.log").read_text().count("Traceback") == 0
 
 
