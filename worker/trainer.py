@@ -59,6 +59,10 @@ def environment(config: RunConfig) -> dict[str, object]:
     }
 
 
+class CheckpointNotShared(RuntimeError):
+    """The run has a recorded checkpoint that this worker's data dir does not hold."""
+
+
 def checkpoint_dir(run_id: str) -> Path:
     """Where a run's checkpoint lives (under the data dir)."""
     return Path(get_settings().data_dir) / "checkpoints" / run_id
@@ -91,6 +95,11 @@ def execute(
     if has_checkpoint(folder):
         print(f"run {run_id} attempt {attempt}: resuming from the checkpoint in {folder}", file=sys.stderr)
     try:
+        if row.checkpoint_path and not has_checkpoint(folder):
+            raise CheckpointNotShared(
+                f"run {run_id} resumes from a checkpoint ({row.checkpoint_path}) but {folder} holds none: "
+                "the API and every worker must share one data dir (ALIGNSCOPE_DATA_DIR, e.g. on NFS)"
+            )
         summary = train(
             config,
             TeeSink(db_sink, bar) if bar else db_sink,

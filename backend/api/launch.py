@@ -40,14 +40,17 @@ def launch(
     ctx: ApiContext, configs: list[RunConfig], parent_id: str | None = None, checkpoint: Path | None = None
 ) -> list[RunRow]:
     """Insert queued runs for ``configs`` (one transaction), then enqueue them. With ``checkpoint``,
-    that folder is copied as the (single) new run's checkpoint."""
+    that folder is copied as the (single) new run's checkpoint and recorded as its ``checkpoint_path``,
+    so that a worker which cannot see it fails the run instead of training it from step 0."""
     configs = [checked(c, ctx.model_roots, ctx.dataset_roots) for c in configs]
     with ctx.engine.begin() as conn:
         ids = [
             runs.create_run(conn, c.model_dump_json(), c.name, c.preset, c.group, parent_id) for c in configs
         ]
         if checkpoint is not None:
-            _copy_checkpoint(checkpoint, ctx.checkpoints_dir / ids[0])
+            target = ctx.checkpoints_dir / ids[0]
+            _copy_checkpoint(checkpoint, target)
+            runs.set_checkpoint(conn, ids[0], 1, str(target), status="queued")
         rows = [find_run(conn, run_id) for run_id in ids]
     for row, config in zip(rows, configs, strict=True):
         ctx.enqueuer.enqueue(row.id, row.attempt, config)

@@ -226,9 +226,10 @@ def requeue_stale(
     return requeued
 
 
-def set_checkpoint(conn: Connection, run_id: str, attempt: int, path: str) -> bool:
-    """Record the latest checkpoint of a running attempt (where a re-queued attempt resumes)."""
-    return _transition(conn, _owned(run_id, attempt), checkpoint_path=path)
+def set_checkpoint(conn: Connection, run_id: str, attempt: int, path: str, status: str = "running") -> bool:
+    """Record the latest checkpoint of a running attempt (where a re-queued attempt resumes), or with
+    ``status="queued"`` the checkpoint a new run starts from (a resume)."""
+    return _transition(conn, _owned(run_id, attempt, status), checkpoint_path=path)
 
 
 def set_environment(conn: Connection, run_id: str, attempt: int, environment_json: str) -> bool:

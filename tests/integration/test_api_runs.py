@@ -92,6 +92,8 @@ def test_resume_copies_the_checkpoint_into_a_new_run(client, queue, settings):
     copied = settings.data_dir / "checkpoints" / child["id"]
     assert (copied / "model.safetensors").read_bytes() == b"weights"
     assert (copied / "state.pt").read_bytes() == b"state"
+    with engine_of(client).connect() as conn:  # recorded: a worker that cannot see it fails the run
+        assert runs.get_run(conn, child["id"]).checkpoint_path == str(copied)
     assert queue.sent[-1] == (child["id"], 1, "celery")
 
 
