@@ -59,7 +59,8 @@ def test_sigterm_mid_run_ends_every_process_and_the_next_serve_resumes_it(
     port = free_port()
     serve = keeper.serve(port, **fast)
     api = Api(port)
-    run_id = api.submit(tiny_config("optim.max_steps=64", "checkpoint_every=2"))  # long enough to be mid-run
+    # long enough to be mid-run when the checkpoint is seen recorded (64 steps once were not)
+    run_id = api.submit(tiny_config("optim.max_steps=200", "checkpoint_every=4"))
     api.wait_step(run_id, 4, 150)
     engine = make_engine(f"sqlite:///{data_dir / 'alignscope.db'}")
 
@@ -79,5 +80,5 @@ def test_sigterm_mid_run_ends_every_process_and_the_next_serve_resumes_it(
     keeper.serve(port, **fast)
     run = Api(port).wait(run_id, FINAL, 180)
     assert (run["status"], run["attempt"]) == ("succeeded", 1), run["error"]
-    assert loss_steps(engine, run_id) == list(range(1, 65))
+    assert loss_steps(engine, run_id) == list(range(1, 201))
     engine.dispose()

@@ -155,7 +155,7 @@ def test_postgres_refusing_connections_for_20_s_is_ridden_out(
     scaleout: ProcessKeeper, scaleout_api: Api, pg_engine: Engine, pg_database_url: str
 ) -> None:
     scaleout.worker()
-    run_id = scaleout_api.submit(tiny_config("optim.max_steps=40"))
+    run_id = scaleout_api.submit(tiny_config("optim.max_steps=120"))  # still training when cut off
     scaleout_api.wait_step(run_id, 3, 120)
     name = make_url(pg_database_url).database
     with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
@@ -169,6 +169,6 @@ def test_postgres_refusing_connections_for_20_s_is_ridden_out(
         ended = time.time()
     run = scaleout_api.wait(run_id, FINAL, 150)
     assert (run["status"], run["attempt"]) == ("succeeded", 1), run["error"]
-    assert loss_steps(pg_engine, run_id) == list(range(1, 41))
+    assert loss_steps(pg_engine, run_id) == list(range(1, 121))
     times = [wall_time for _, wall_time in loss_points(pg_engine, run_id)]
     assert any(began < t < ended for t in times)  # trained during the outage, rows back-filled
