@@ -92,10 +92,11 @@ def execute(
     bar = ConsoleSink(config.optim.max_steps, config.name) if console else None
     interrupted = _interrupt_flag() if console else shutdown
     folder = checkpoint_dir(run_id)
-    if has_checkpoint(folder):
+    resuming = has_checkpoint(folder)
+    if resuming:
         print(f"run {run_id} attempt {attempt}: resuming from the checkpoint in {folder}", file=sys.stderr)
     try:
-        if row.checkpoint_path and not has_checkpoint(folder):
+        if row.checkpoint_path and not resuming:
             raise CheckpointNotShared(
                 f"run {run_id} resumes from a checkpoint ({row.checkpoint_path}) but {folder} holds none: "
                 "the API and every worker must share one data dir (ALIGNSCOPE_DATA_DIR, e.g. on NFS)"

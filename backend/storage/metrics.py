@@ -26,7 +26,7 @@ from sqlalchemy.sql import ColumnElement
 from backend.storage import rollups
 from backend.storage.bulk import allocate_seq, insert_rows_while, null_to_nan
 from backend.storage.fencing import check_attempt
-from backend.storage.tables import metric_points, metric_series, stream_counters
+from backend.storage.tables import metric_points, metric_points_seq_brin, metric_series, stream_counters
 from contracts.events import MetricPoint
 
 MIN_POINTS = 5  # first + last + one bucket of (min, max, NaN)
@@ -36,7 +36,6 @@ _NEW_SERIES = text(
     f"INSERT INTO {metric_series.name} (run_id, key) VALUES (:run_id, :key) ON CONFLICT DO NOTHING"
 )
 Raw = tuple[int, float | None]  # (step, value) as stored: NULL for NaN
-SEQ_INDEX = "ix_metric_points_seq_brin"  # PostgreSQL only (migration 0007)
 LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE
 _SUMMARIZE = text(
     "SELECT set_config('lock_timeout', '50ms', true), brin_summarize_new_values(CAST(:index AS regclass))"
@@ -309,7 +308,7 @@ def summarize_new_points(conn: Connection) -> int | None:
         return None
     try:
         with conn.begin_nested():
-            return int(conn.execute(_SUMMARIZE, {"index": SEQ_INDEX}).one()[1])
+            return int(conn.execute(_SUMMARIZE, {"index": metric_points_seq_brin.name}).one()[1])
     except DBAPIError as exc:
         if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
             raise

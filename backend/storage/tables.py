@@ -121,13 +121,14 @@ metric_points = Table(
     UniqueConstraint("series_id", "step"),
 )
 # PostgreSQL only (migration 0007 also drops the primary-key constraint there; see the docstring).
-Index(
+metric_points_seq_brin = Index(
     "ix_metric_points_seq_brin",
     metric_points.c.seq,
     postgresql_using="brin",
     postgresql_with={"autosummarize": "on"},
     info={"dialects": ("postgresql",)},
-).ddl_if(dialect="postgresql")
+)
+metric_points_seq_brin.ddl_if(dialect="postgresql")
 
 metric_rollups = Table(
     "metric_rollups",
