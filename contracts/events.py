@@ -1,7 +1,8 @@
 """What the engine emits: metric points, per-pair records, evaluations, and the sink protocol.
 
-Plain frozen dataclasses (stdlib) so that emitting 10⁵ points costs no validation; the storage layer
-and the API validate at their own edges.
+Plain dataclasses (stdlib) so that emitting 10⁵ points costs no validation; the storage layer and the
+API validate at their own edges. MetricPoint and PairRecord, created by the dozen at every log step,
+are not frozen (a frozen dataclass's constructor costs about 9× as much): treat them as values.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MetricPoint:
     """One scalar of a run. key: a name from contracts.metric_keys; step: optimizer step (0-based
     count of completed updates at log time); value: float, NaN/inf kept; wall_time: unix seconds."""
@@ -22,7 +23,7 @@ class MetricPoint:
     wall_time: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PairRecord:
     """One preference pair in one micro-batch, with the values used in that micro-batch's loss.
 

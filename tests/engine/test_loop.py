@@ -117,20 +117,18 @@ def test_stop_then_resume_equals_one_run(tmp_path: Path) -> None:
 
 
 def test_non_finite_loss_fails_the_run_and_keeps_its_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fault injection: from the 3rd forward on, the policy's hidden states become NaN."""
+    """Fault injection: from the 3rd forward on, the policy's last MLP outputs NaN."""
     real_build = families.build_family
     calls = {"n": 0}
 
     def poisoned(config: RunConfig, world: object) -> families.Family:
         family = real_build(config, world)  # type: ignore[arg-type]
 
-        def hook(module: torch.nn.Module, args: object, output: object) -> object:
+        def hook(module: torch.nn.Module, args: object, output: torch.Tensor) -> torch.Tensor:
             calls["n"] += 1
-            if calls["n"] >= 3:
-                output.last_hidden_state = output.last_hidden_state * float("nan")  # type: ignore[attr-defined]
-            return output
+            return output * float("nan") if calls["n"] >= 3 else output
 
-        family.policy.gpt_neox.register_forward_hook(hook)
+        family.policy.gpt_neox.layers[-1].mlp.dense_4h_to_h.register_forward_hook(hook)
         return family
 
     monkeypatch.setattr("worker.engine.loop.build_family", poisoned)

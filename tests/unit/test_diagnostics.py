@@ -26,37 +26,42 @@ def test_pair_diagnostics_hand_values() -> None:
     # G = −10 − (−12) = 2. D3 = [−10 + log(1 + e^−2)] − [−10 + log(1 + e^−1)]
     #   = 0.1269280 − 0.3132617 = −0.1863337.
     # Per token: 1/2 = 0.5 and −2/4 = −0.5.
-    d = pair_diagnostics(
-        t([-10.0]), t([-12.0]), t([-11.0]), t([-10.0]), torch.tensor([2]), torch.tensor([4]), 0.5
-    )
-    assert d.chosen_logratio.item() == pytest.approx(1.0)
-    assert d.rejected_logratio.item() == pytest.approx(-2.0)
-    assert (d.chosen_reward.item(), d.rejected_reward.item()) == pytest.approx((0.5, -1.0))
-    assert d.margin.item() == pytest.approx(1.5)
-    assert d.dpo_weight.item() == pytest.approx(1 / (1 + math.exp(1.5)))
-    assert d.grad_log_ratio.item() == pytest.approx(2.0)
-    assert d.pair_mass.item() == pytest.approx(math.log1p(math.exp(-2)) - math.log1p(math.exp(-1)))
-    assert d.pair_mass.item() == pytest.approx(-0.1863337, abs=1e-7)
-    assert (d.chosen_logratio_per_token.item(), d.rejected_logratio_per_token.item()) == pytest.approx(
-        (0.5, -0.5)
+    d = pair_diagnostics([-10.0], [-12.0], [-11.0], [-10.0], [2], [4], 0.5)
+    assert d.chosen_logratio == pytest.approx([1.0])
+    assert d.rejected_logratio == pytest.approx([-2.0])
+    assert (d.chosen_reward, d.rejected_reward) == (pytest.approx([0.5]), pytest.approx([-1.0]))
+    assert d.margin == pytest.approx([1.5])
+    assert d.dpo_weight == pytest.approx([1 / (1 + math.exp(1.5))])
+    assert d.grad_log_ratio == pytest.approx([2.0])
+    assert d.pair_mass == pytest.approx([math.log1p(math.exp(-2)) - math.log1p(math.exp(-1))])
+    assert d.pair_mass[0] == pytest.approx(-0.1863337, abs=1e-7)
+    assert (d.chosen_logratio_per_token, d.rejected_logratio_per_token) == (
+        pytest.approx([0.5]),
+        pytest.approx([-0.5]),
     )
 
 
-def test_pair_diagnostics_are_detached_and_accept_instance_beta() -> None:
-    policy_chosen = t([-1.0, -2.0]).requires_grad_()
-    d = pair_diagnostics(
-        policy_chosen,
-        t([-3.0, -2.0]),
-        t([-1.0, -1.0]),
-        t([-1.0, -1.0]),
-        torch.tensor([0, 3]),
-        torch.tensor([1, 1]),
-        t([0.1, 1.0]),
-    )
-    assert not d.margin.requires_grad
+def test_pair_diagnostics_accept_instance_beta_and_empty_responses() -> None:
+    d = pair_diagnostics([-1.0, -2.0], [-3.0, -2.0], [-1.0, -1.0], [-1.0, -1.0], [0, 3], [1, 1], [0.1, 1.0])
     # margins: 0.1·(0 − (−2)) = 0.2 and 1.0·(−1 − (−1)) = 0; a length of 0 counts as 1.
-    assert d.margin.tolist() == pytest.approx([0.2, 0.0])
-    assert d.chosen_logratio_per_token.tolist() == pytest.approx([0.0, -1 / 3])
+    assert d.margin == pytest.approx([0.2, 0.0])
+    assert d.chosen_logratio_per_token == pytest.approx([0.0, -1 / 3])
+
+
+def test_pair_diagnostics_equal_torch_and_survive_extreme_values() -> None:
+    generator = torch.Generator().manual_seed(0)
+    s_w, s_l, q_w, q_l = (torch.randn(64, dtype=F64, generator=generator) * 300 for _ in range(4))
+    d = pair_diagnostics(s_w.tolist(), s_l.tolist(), q_w.tolist(), q_l.tolist(), [1] * 64, [1] * 64, 5.0)
+    margin = 5.0 * ((s_w - q_w) - (s_l - q_l))  # |h| in the thousands: e^h overflows a float
+    assert d.dpo_weight == pytest.approx(torch.sigmoid(-margin).tolist(), rel=1e-12, abs=1e-300)
+    expected_mass = torch.logsumexp(torch.stack([s_w, s_l]), 0) - torch.logsumexp(torch.stack([q_w, q_l]), 0)
+    assert d.pair_mass == pytest.approx(expected_mass.tolist(), rel=1e-12)
+    inf, nan = math.inf, math.nan
+    odd = pair_diagnostics(
+        [inf, -inf, nan], [0.0, -inf, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1] * 3, [1] * 3, 1.0
+    )
+    assert odd.pair_mass[0] == inf and odd.pair_mass[1] == -inf and math.isnan(odd.pair_mass[2])
+    assert odd.dpo_weight[0] == 0.0 and math.isnan(odd.dpo_weight[1]) and math.isnan(odd.dpo_weight[2])
 
 
 def test_least_squares_slope() -> None:

@@ -20,51 +20,75 @@ _TINY = 1e-12
 
 @dataclass(frozen=True)
 class PairDiagnostics:
-    """Detached (B,) tensors; rewards, margin and weight use the β passed in (β0 by Product decision 4)."""
+    """B host floats per field; rewards, margin and weight use the β passed in (β0 by Product decision 4)."""
 
-    chosen_logratio: Tensor  # ρ_w = s_θ(y_w) − s_ref(y_w), nats
-    rejected_logratio: Tensor  # ρ_l
-    chosen_reward: Tensor  # β·ρ_w
-    rejected_reward: Tensor  # β·ρ_l
-    margin: Tensor  # h = β(ρ_w − ρ_l)
-    dpo_weight: Tensor  # σ(−h), the DPO gradient weight
-    grad_log_ratio: Tensor  # G = s_θ(y_w) − s_θ(y_l) = log(|∂L/∂π_l| / |∂L/∂π_w|)
-    pair_mass: Tensor  # D3 = logsumexp(s_w, s_l) − logsumexp(q_w, q_l) = log((π_w+π_l)/(π_w^r+π_l^r))
-    chosen_logratio_per_token: Tensor  # ρ_w / n_w
-    rejected_logratio_per_token: Tensor  # ρ_l / n_l
+    chosen_logratio: list[float]  # ρ_w = s_θ(y_w) − s_ref(y_w), nats
+    rejected_logratio: list[float]  # ρ_l
+    chosen_reward: list[float]  # β·ρ_w
+    rejected_reward: list[float]  # β·ρ_l
+    margin: list[float]  # h = β(ρ_w − ρ_l)
+    dpo_weight: list[float]  # σ(−h), the DPO gradient weight
+    grad_log_ratio: list[float]  # G = s_θ(y_w) − s_θ(y_l) = log(|∂L/∂π_l| / |∂L/∂π_w|)
+    pair_mass: list[float]  # D3 = logsumexp(s_w, s_l) − logsumexp(q_w, q_l) = log((π_w+π_l)/(π_w^r+π_l^r))
+    chosen_logratio_per_token: list[float]  # ρ_w / n_w
+    rejected_logratio_per_token: list[float]  # ρ_l / n_l
 
 
 def pair_diagnostics(
-    policy_chosen: Tensor,
-    policy_rejected: Tensor,
-    reference_chosen: Tensor,
-    reference_rejected: Tensor,
-    chosen_tokens: Tensor,
-    rejected_tokens: Tensor,
-    beta: float | Tensor,
+    policy_chosen: Sequence[float],
+    policy_rejected: Sequence[float],
+    reference_chosen: Sequence[float],
+    reference_rejected: Sequence[float],
+    chosen_tokens: Sequence[float],
+    rejected_tokens: Sequence[float],
+    beta: float | Sequence[float],
 ) -> PairDiagnostics:
-    """All (B,) inputs: summed log-probs s_θ, s_ref in nats and response lengths n (a length of 0 counts
-    as 1). ``beta``: float, 0-dim or (B,)."""
-    s_w, s_l = policy_chosen.detach(), policy_rejected.detach()
-    q_w, q_l = reference_chosen.detach(), reference_rejected.detach()
-    beta = beta.detach() if isinstance(beta, Tensor) else beta
-    rho_w, rho_l = s_w - q_w, s_l - q_l
-    margin = beta * (rho_w - rho_l)
-    pair_mass = torch.logsumexp(torch.stack([s_w, s_l]), dim=0) - torch.logsumexp(
-        torch.stack([q_w, q_l]), dim=0
-    )
+    """All B-long inputs: summed log-probs s_θ, s_ref in nats and response lengths n (a length of 0
+    counts as 1). ``beta``: one float or B of them.
+
+    Host floats in float64: a log step's N pairs are a micro-batch or two, where a few hundred float
+    operations cost less than the tensor kernels would. Non-finite inputs give NaN or ±inf, as
+    torch's logsumexp and sigmoid would, never an exception.
+    """
+    betas = [float(beta)] * len(policy_chosen) if isinstance(beta, int | float) else list(beta)
+    rho_w = [s - q for s, q in zip(policy_chosen, reference_chosen, strict=True)]
+    rho_l = [s - q for s, q in zip(policy_rejected, reference_rejected, strict=True)]
+    margin = [b * (w - lo) for b, w, lo in zip(betas, rho_w, rho_l, strict=True)]
     return PairDiagnostics(
         chosen_logratio=rho_w,
         rejected_logratio=rho_l,
-        chosen_reward=beta * rho_w,
-        rejected_reward=beta * rho_l,
+        chosen_reward=[b * w for b, w in zip(betas, rho_w, strict=True)],
+        rejected_reward=[b * lo for b, lo in zip(betas, rho_l, strict=True)],
         margin=margin,
-        dpo_weight=torch.sigmoid(-margin),
-        grad_log_ratio=s_w - s_l,
-        pair_mass=pair_mass,
-        chosen_logratio_per_token=rho_w / chosen_tokens.clamp_min(1).to(rho_w.dtype),
-        rejected_logratio_per_token=rho_l / rejected_tokens.clamp_min(1).to(rho_l.dtype),
+        dpo_weight=[_sigmoid(-h) for h in margin],
+        grad_log_ratio=[w - lo for w, lo in zip(policy_chosen, policy_rejected, strict=True)],
+        pair_mass=[
+            _logaddexp(sw, sl) - _logaddexp(qw, ql)
+            for sw, sl, qw, ql in zip(
+                policy_chosen, policy_rejected, reference_chosen, reference_rejected, strict=True
+            )
+        ],
+        chosen_logratio_per_token=[r / max(n, 1) for r, n in zip(rho_w, chosen_tokens, strict=True)],
+        rejected_logratio_per_token=[r / max(n, 1) for r, n in zip(rho_l, rejected_tokens, strict=True)],
     )
+
+
+def _sigmoid(x: float) -> float:
+    """1 / (1 + e^−x) without overflow; NaN stays NaN."""
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def _logaddexp(a: float, b: float) -> float:
+    """log(e^a + e^b) without overflow; NaN if either is NaN, ±inf when the larger one is."""
+    if math.isnan(a) or math.isnan(b):
+        return math.nan
+    high, low = (a, b) if a >= b else (b, a)
+    if math.isinf(high):
+        return high
+    return high + math.log1p(math.exp(low - high))
 
 
 def least_squares_slope(values: Sequence[float], steps: Sequence[float] | None = None) -> float:

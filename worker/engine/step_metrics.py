@@ -1,9 +1,9 @@
 """Turning one optimizer step's micro-batch outputs into metric points and per-pair records.
 
-Per-pair tensors stay on the device during the step. At a log step they are stacked, with the per-pair
-diagnostics (computed here, once for the step's N pairs) and the step's scalars, into one float64
-tensor that reaches the host in a single transfer (``step_table``); the batch means and the pair
-records are then plain host arithmetic over N floats.
+Per-pair tensors stay on the device during the step. At a log step they are stacked with the step's
+scalars into one tensor that reaches the host in a single transfer (``step_table``); the per-pair
+diagnostics are computed there, once for the step's N pairs, and the batch means and the pair records
+are plain host arithmetic over N floats.
 """
 
 from __future__ import annotations
@@ -76,21 +76,21 @@ class StepTable:
 
 
 def step_table(acc: StepAccumulator, loss: Tensor, grad_norm: Tensor, beta0: float) -> StepTable:
-    """The step's per-pair values, their diagnostics (rewards at ``beta0``) and scalars, in one host
-    transfer."""
-    pairs = torch.cat(
-        [torch.stack([c.to(torch.float64) for c in o.pair_columns()]) for o in acc.outcomes], dim=1
-    )  # (len(PAIR_FIELDS), N)
-    diagnostics = pair_diagnostics(*pairs[:6], beta0)
-    derived = torch.stack([getattr(diagnostics, name) for name in DIAGNOSTIC_FIELDS])
-    sft = torch.stack([o.output.sft for o in acc.outcomes]).mean()
-    scalars = torch.stack([s.detach().reshape(()).to(torch.float64) for s in (loss, grad_norm, sft)])
-    flat = torch.cat([pairs.flatten(), derived.flatten(), scalars]).tolist()
-    n = pairs.shape[1]
-    names = PAIR_FIELDS + DIAGNOSTIC_FIELDS
-    columns = {name: flat[i * n : (i + 1) * n] for i, name in enumerate(names)}
-    loss_value, grad_norm_value, sft_value = flat[len(names) * n :]
-    return StepTable(columns, loss_value, grad_norm_value, sft_value)
+    """The step's per-pair values and scalars in one host transfer (float32 values, or wider when the
+    model's are), then the per-pair diagnostics (rewards at ``beta0``) on the host."""
+    scalars = torch.stack([loss.detach(), grad_norm.detach(), *(o.output.sft for o in acc.outcomes)])
+    flat = torch.cat([*(c for o in acc.outcomes for c in o.pair_columns()), scalars]).tolist()
+    columns: dict[str, list[float]] = {name: [] for name in PAIR_FIELDS}
+    start = 0
+    for outcome in acc.outcomes:  # each micro-batch's columns, one after the other
+        n = len(outcome.pair_ids)
+        for name in PAIR_FIELDS:
+            columns[name] += flat[start : start + n]
+            start += n
+    loss_value, grad_norm_value, *sfts = flat[start:]
+    diagnostics = pair_diagnostics(*(columns[name] for name in PAIR_FIELDS[:6]), beta0)
+    columns.update({name: getattr(diagnostics, name) for name in DIAGNOSTIC_FIELDS})
+    return StepTable(columns, loss_value, grad_norm_value, sum(sfts) / len(sfts))
 
 
 def _mean(values: Sequence[float]) -> float:
