@@ -139,8 +139,10 @@ class BetaCalibrator:
             raise ValueError(f"expected a non-empty (N,) tensor of logits, got shape {tuple(logits.shape)}")
         settings = self.settings
         dtype = torch.promote_types(logits.dtype, torch.float32)
-        scale = settings.beta0 if settings.paper_units else 1.0
-        discrepancy = [scale * u for u in logits.detach().to(dtype).tolist()]
+        values = logits.detach().to(dtype)
+        discrepancy = values.tolist()
+        if settings.paper_units:
+            discrepancy = [settings.beta0 * u for u in discrepancy]
         if train:
             self._update_ema(discrepancy)
         sigma_eff = max(self.sigma, settings.sigma_floor)
@@ -151,7 +153,8 @@ class BetaCalibrator:
             keep = _gumbel_keep(log_weight, keep_count(n, settings.keep_ratio), self.generator)
         else:
             keep = [True] * n
-        return self._finish(discrepancy, keep, weight, _Place(dtype, logits.device))
+        ready = None if settings.paper_units else values  # the tensor of ``discrepancy`` when it is u itself
+        return self._finish(discrepancy, keep, weight, _Place(dtype, logits.device), ready)
 
     def _update_ema(self, discrepancy: list[float]) -> None:
         """EMA of the batch mean and unbiased batch std of M, from all N pairs (std of one pair = 0)."""
@@ -168,7 +171,12 @@ class BetaCalibrator:
         self.initialized = True
 
     def _finish(
-        self, discrepancy: list[float], keep: list[bool], weight: list[float], place: _Place
+        self,
+        discrepancy: list[float],
+        keep: list[bool],
+        weight: list[float],
+        place: _Place,
+        ready: Tensor | None,
     ) -> Calibration:
         """β from the kept pairs and the summary scalars; the per-pair lists become tensors at ``place``."""
         settings = self.settings
@@ -195,7 +203,7 @@ class BetaCalibrator:
             beta=beta,
             keep=torch.tensor(keep, dtype=torch.bool, device=place.device),
             weight=place.tensor(weight),
-            discrepancy=place.tensor(discrepancy),
+            discrepancy=place.tensor(discrepancy) if ready is None else ready,
             m0=self.m0,
             sigma=self.sigma,
             m_bar_kept=m_bar_kept,

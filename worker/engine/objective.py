@@ -101,20 +101,24 @@ def micro_batch_objective(
         chosen_ratio = chosen_ratio / policy.chosen_tokens
         rejected_ratio = rejected_ratio / policy.rejected_tokens
     size = chosen_ratio.shape[0]
-    beta0 = config.beta0
-    calibration = None
-    beta = torch.full((size,), beta0, dtype=chosen_ratio.dtype, device=chosen_ratio.device)
-    keep = torch.ones(size, dtype=torch.bool, device=chosen_ratio.device)
-    weight = torch.ones_like(beta)
     discrepancy = (chosen_ratio - rejected_ratio).detach()
-    n_keep_global = float(size * world_size)
-    if calibrator is not None:
+    if calibrator is None:
+        calibration = None
+        beta = torch.full((size,), config.beta0, dtype=chosen_ratio.dtype, device=chosen_ratio.device)
+        keep = torch.ones(size, dtype=torch.bool, device=chosen_ratio.device)
+        weight = torch.ones_like(beta)
+        n_keep_global = float(size * world_size)
+    else:
         calibration = calibrator.calibrate(gather(discrepancy), train=train)
-        global_beta = calibration.beta.to(beta.dtype)
-        beta = global_beta[rank_slice] if global_beta.dim() else beta.new_full((size,), float(global_beta))
-        keep = calibration.keep[rank_slice]
-        weight = calibration.weight[rank_slice].to(beta.dtype)
-        discrepancy = calibration.discrepancy[rank_slice]
+
+        def local(values: Tensor) -> Tensor:
+            return values if world_size == 1 else values[rank_slice]
+
+        global_beta = calibration.beta.to(chosen_ratio.dtype)
+        beta = local(global_beta) if global_beta.dim() else global_beta.expand(size)
+        keep = local(calibration.keep)
+        weight = local(calibration.weight).to(beta.dtype)
+        discrepancy = local(calibration.discrepancy)
         n_keep_global = float(calibration.kept)
     per_pair = preference_loss(config.loss.kind, chosen_ratio, rejected_ratio, beta, **_loss_params(config))
     preference = (per_pair * keep).sum() / max(n_keep_global, 1.0) * world_size
