@@ -56,7 +56,9 @@ class ModelConfig(Frozen):
     gradient_checkpointing: keep only each transformer layer's input through the forward and recompute
     the layer in the backward pass (non-reentrant ``torch.utils.checkpoint``): activation memory falls
     from O(layers × tokens × intermediate) to O(layers × tokens × hidden) for about one extra forward
-    of compute (≈ +25–35 % per step). Language models only.
+    of compute (≈ +25–35 % per step). Language models only. checkpoint_every_n_layers: with
+    gradient_checkpointing, recompute only every n-th layer (1: all of them; 2: half, for about half
+    the extra compute and half the activation memory saved).
 
     share_prompt: score each pair as one row ``prompt ‖ chosen ‖ rejected`` with a mask that hides the
     chosen tokens from the rejected ones, so the prompt goes through the network once instead of
@@ -71,6 +73,7 @@ class ModelConfig(Frozen):
     toy: ToySpec = ToySpec()
     dtype: Literal["float32", "bfloat16"] = "float32"
     gradient_checkpointing: bool = False
+    checkpoint_every_n_layers: int = Field(1, ge=1, le=1024)
     share_prompt: bool = True
 
     @model_validator(mode="after")
@@ -79,6 +82,8 @@ class ModelConfig(Frozen):
             raise ValueError("model.path is required when model.source is 'pretrained'")
         if self.source == "toy" and self.gradient_checkpointing:
             raise ValueError("model.gradient_checkpointing applies to language models, not the toy MLP")
+        if self.checkpoint_every_n_layers > 1 and not self.gradient_checkpointing:
+            raise ValueError("model.checkpoint_every_n_layers needs model.gradient_checkpointing: true")
         for name in (self.path, self.gguf_file):
             if name is not None and "\x00" in name:
                 raise ValueError("model paths must not contain NUL characters")

@@ -31,7 +31,10 @@ def _grads(fn, hidden: torch.Tensor, head: nn.Linear, targets: torch.Tensor, ups
     return out.detach(), hidden.grad, head.weight.grad.clone()
 
 
-def test_chunked_head_equals_full_logits_in_value_and_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("keep_bytes", [0, 2**20], ids=["recomputed-softmax", "kept-softmax"])
+def test_chunked_head_equals_full_logits_in_value_and_gradient(
+    monkeypatch: pytest.MonkeyPatch, keep_bytes: int
+) -> None:
     torch.manual_seed(0)
     head = nn.Linear(16, 50, bias=False).double()
     hidden = torch.randn(23, 16, dtype=torch.float64)
@@ -39,6 +42,7 @@ def test_chunked_head_equals_full_logits_in_value_and_gradient(monkeypatch: pyte
     upstream = torch.randn(23, dtype=torch.float64)  # any downstream weighting of the token log-probs
     # 50 classes × 4 bytes × 5 rows = 1000 bytes: chunks of 5 rows, the last one of 3
     monkeypatch.setattr(head_logps, "CHUNK_BYTES", 1000)
+    monkeypatch.setattr(head_logps, "KEEP_BYTES", keep_bytes)  # 23 × 50 × 4 = 4,600 bytes of softmax
     assert head_logps.chunk_rows(50) == 5
     want = _grads(_plain, hidden, head, targets, upstream)
     got = _grads(head_logps.token_logps, hidden, head, targets, upstream)
@@ -46,14 +50,15 @@ def test_chunked_head_equals_full_logits_in_value_and_gradient(monkeypatch: pyte
         torch.testing.assert_close(a.double(), b.double(), rtol=1e-6, atol=1e-6)
 
 
-def test_chunked_head_passes_gradcheck() -> None:
+@pytest.mark.parametrize("keep", [False, True], ids=["recomputed-softmax", "kept-softmax"])
+def test_chunked_head_passes_gradcheck(keep: bool) -> None:
     torch.manual_seed(1)
     hidden = torch.randn(7, 4, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(9, 4, dtype=torch.float64, requires_grad=True)
     targets = torch.randint(0, 9, (7,))
 
     def fn(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return head_logps._ChunkedHeadLogps.apply(h, w, targets, 3).double()
+        return head_logps._ChunkedHeadLogps.apply(h, w, targets, 3, keep).double()
 
     # the forward accumulates in float32: gradcheck's finite differences need a loose tolerance
     assert torch.autograd.gradcheck(fn, (hidden, weight), eps=1e-3, atol=1e-2, rtol=1e-2)
@@ -89,6 +94,15 @@ def test_the_flag_turns_checkpointing_on() -> None:
     assert _checkpointed_layers(model) == 2  # the tiny preset's 2 layers
     model, _ = load_policy(ModelConfig(source="tiny"), seed=0)
     assert _checkpointed_layers(model) == 0
+
+
+def test_every_second_layer_is_checkpointed_on_request() -> None:
+    spec = {"num_layers": 4}
+    config = ModelConfig(source="tiny", tiny=spec, gradient_checkpointing=True, checkpoint_every_n_layers=2)
+    model, _ = load_policy(config, seed=0)
+    assert _checkpointed_layers(model) == 2  # of 4
+    with pytest.raises(ValueError, match=r"checkpoint_every_n_layers needs model\.gradient_checkpointing"):
+        ModelConfig(source="tiny", checkpoint_every_n_layers=2)
 
 
 def _checkpointed_layers(model: nn.Module) -> int:

@@ -4,9 +4,11 @@
 plain autograd graph keeps the (M, V) float32 logits for the backward pass and allocates two more
 (M, V) tensors in it (the softmax and the logits' gradient): for SmolLM2 (V = 49,152) and a batch of
 8 pairs × 96 response tokens that is 3 × 151 MB. ``token_logps`` instead runs the head in chunks of
-rows and recomputes each chunk's logits in the backward pass (one extra head matmul, about 2 % of a
-SmolLM2 step), so at most one chunk of logits (``CHUNK_BYTES``) is alive at a time. Small heads (the
-tiny models: V = 512) take the plain path, where the extra matmul would cost more than it saves.
+rows, so at most one chunk of logits (``CHUNK_BYTES``) is alive at a time, and keeps only the
+softmax for the backward pass: all M rows of it when they fit in ``KEEP_BYTES`` (one (M, V) tensor
+instead of three), otherwise none, and each chunk's logits are recomputed in the backward pass (one
+extra head matmul, 4-5 % of a SmolLM2 step on 2 CPU cores). Small heads (the tiny models: V = 512)
+take the plain path, where the bookkeeping would cost more than it saves.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 CHUNK_BYTES = 32 * 2**20  # float32 logits per chunk
+KEEP_BYTES = 256 * 2**20  # float32 softmax of all M rows kept for the backward pass, at most
 
 
 def token_logps(hidden: Tensor, head: nn.Module, targets: Tensor) -> Tensor:
@@ -30,7 +33,8 @@ def token_logps(hidden: Tensor, head: nn.Module, targets: Tensor) -> Tensor:
     if rows == 0 or hidden.shape[0] <= rows or getattr(head, "bias", None) is not None:
         logits = head(hidden).float()
         return logits.gather(1, targets.unsqueeze(1)).squeeze(1) - torch.logsumexp(logits, dim=1)
-    return _ChunkedHeadLogps.apply(hidden, head.weight, targets, rows)
+    keep = torch.is_grad_enabled() and 4 * hidden.shape[0] * weight.shape[0] <= KEEP_BYTES
+    return _ChunkedHeadLogps.apply(hidden, head.weight, targets, rows, keep)
 
 
 def chunk_rows(vocabulary: int) -> int:
@@ -39,28 +43,33 @@ def chunk_rows(vocabulary: int) -> int:
 
 
 class _ChunkedHeadLogps(torch.autograd.Function):
-    """Chunked head + log-softmax + gather, recomputing the logits in backward (see module doc).
+    """Chunked head + log-softmax + gather; the backward pass reads the kept softmax or recomputes
+    each chunk's logits (see module doc).
 
     Matmuls run in ``hidden``'s dtype (bf16 under CUDA autocast, as the head's ``nn.Linear`` would),
     the softmax in float32; the weight's gradient is returned in the weight's dtype.
     """
 
     @staticmethod
-    def forward(ctx: Any, hidden: Tensor, weight: Tensor, targets: Tensor, rows: int) -> Tensor:
-        ctx.save_for_backward(hidden, weight, targets)
-        ctx.rows = rows
+    def forward(ctx: Any, hidden: Tensor, weight: Tensor, targets: Tensor, rows: int, keep: bool) -> Tensor:
         cast = weight.to(hidden.dtype)
         out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+        kept = torch.empty(hidden.shape[0], weight.shape[0], device=hidden.device) if keep else None
         with torch.autocast(hidden.device.type, enabled=False):
             for start in range(0, hidden.shape[0], rows):
                 logits = (hidden[start : start + rows] @ cast.t()).float()
                 picked = logits.gather(1, targets[start : start + rows].unsqueeze(1)).squeeze(1)
-                out[start : start + rows] = picked - torch.logsumexp(logits, dim=1)
+                normalizer = torch.logsumexp(logits, dim=1)
+                out[start : start + rows] = picked - normalizer
+                if kept is not None:
+                    torch.exp(logits.sub_(normalizer.unsqueeze(1)), out=kept[start : start + rows])
+        ctx.save_for_backward(hidden, weight, targets, *([] if kept is None else [kept]))
+        ctx.rows = rows
         return out
 
     @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
-        hidden, weight, targets = ctx.saved_tensors
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None, None, None]:
+        hidden, weight, targets, *kept = ctx.saved_tensors
         rows = ctx.rows
         cast = weight.to(hidden.dtype)
         grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
@@ -69,10 +78,13 @@ class _ChunkedHeadLogps(torch.autograd.Function):
             for start in range(0, hidden.shape[0], rows):
                 chunk = hidden[start : start + rows]
                 upstream = grad_out[start : start + rows].float()
-                logits = (chunk @ cast.t()).float()
+                if kept:
+                    softmax = kept[0][start : start + rows]
+                else:
+                    softmax = torch.softmax((chunk @ cast.t()).float(), dim=1)
                 # d out_i / d logit_iv = 1[v = y_i] − softmax_iv, times the upstream gradient
-                grad_logits = torch.softmax(logits, dim=1).mul_(-upstream.unsqueeze(1))
-                del logits
+                grad_logits = softmax.mul(-upstream.unsqueeze(1))
+                del softmax
                 local = torch.arange(chunk.shape[0], device=chunk.device)
                 grad_logits[local, targets[start : start + rows]] += upstream
                 grad_logits = grad_logits.to(hidden.dtype)
@@ -80,4 +92,4 @@ class _ChunkedHeadLogps(torch.autograd.Function):
                     grad_hidden[start : start + rows] = grad_logits @ cast
                 if grad_weight is not None:
                     grad_weight += (grad_logits.t() @ chunk).to(weight.dtype)
-        return grad_hidden, grad_weight, None, None
+        return grad_hidden, grad_weight, None, None, None

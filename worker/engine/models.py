@@ -85,21 +85,23 @@ def load_policy(config: ModelConfig, seed: int) -> tuple[PreTrainedModel, PreTra
     if model.dtype != torch.float32:  # GGUF loads de-quantized to float32 already
         model = model.float()
     if config.gradient_checkpointing:
-        enable_checkpointing(model)
+        enable_checkpointing(model, config.checkpoint_every_n_layers)
     release_freed_memory()
     return model, tokenizer
 
 
-def enable_checkpointing(model: PreTrainedModel) -> None:
-    """Recompute each decoder layer in backward (non-reentrant, so inputs need no ``requires_grad``);
-    active only in train mode, so generation and no-grad scoring are unchanged."""
+def enable_checkpointing(model: PreTrainedModel, every_n_layers: int = 1) -> None:
+    """Recompute every ``every_n_layers``-th decoder layer in backward (non-reentrant, so inputs need
+    no ``requires_grad``); active only in train mode, so generation and no-grad scoring are unchanged."""
     if not model.supports_gradient_checkpointing:
         raise ModelLoadError(f"{type(model).__name__} does not support model.gradient_checkpointing")
     enable = getattr(model, "activation_checkpointing_enable", None)  # transformers ≥ 5.2x; older: gradient_…
     if enable is not None:
-        enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    else:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False}, every_n_layers=every_n_layers)
+    elif every_n_layers == 1:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        raise ModelLoadError("model.checkpoint_every_n_layers > 1 needs transformers with every_n_layers")
     model.config.use_cache = False
 
 
