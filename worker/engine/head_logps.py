@@ -4,11 +4,11 @@
 plain autograd graph keeps the (M, V) float32 logits for the backward pass and allocates two more
 (M, V) tensors in it (the softmax and the logits' gradient): for SmolLM2 (V = 49,152) and a batch of
 8 pairs × 96 response tokens that is 3 × 151 MB. ``token_logps`` instead runs the head in chunks of
-rows, so at most one chunk of logits (``CHUNK_BYTES``) is alive at a time, and keeps only the
-softmax for the backward pass: all M rows of it when they fit in ``KEEP_BYTES`` (one (M, V) tensor
-instead of three), otherwise none, and each chunk's logits are recomputed in the backward pass (one
-extra head matmul, 4-5 % of a SmolLM2 step on 2 CPU cores). Small heads (the tiny models: V = 512)
-take the plain path, where the bookkeeping would cost more than it saves.
+rows, so at most one chunk of logits (``CHUNK_BYTES``) is alive at a time. For the backward pass it
+keeps the float32 softmax of all M rows when that fits in ``KEEP_BYTES`` (one (M, V) tensor instead of
+three); otherwise it keeps nothing and recomputes each chunk's logits there (one extra head matmul,
+4-5 % of a SmolLM2 step on 2 CPU cores). Small heads (the tiny models: V = 512) take the plain path,
+where the bookkeeping would cost more than it saves.
 """
 
 from __future__ import annotations
@@ -54,7 +54,11 @@ class _ChunkedHeadLogps(torch.autograd.Function):
     def forward(ctx: Any, hidden: Tensor, weight: Tensor, targets: Tensor, rows: int, keep: bool) -> Tensor:
         cast = weight.to(hidden.dtype)
         out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
-        kept = torch.empty(hidden.shape[0], weight.shape[0], device=hidden.device) if keep else None
+        kept = (
+            torch.empty(hidden.shape[0], weight.shape[0], dtype=torch.float32, device=hidden.device)
+            if keep
+            else None
+        )
         with torch.autocast(hidden.device.type, enabled=False):
             for start in range(0, hidden.shape[0], rows):
                 logits = (hidden[start : start + rows] @ cast.t()).float()

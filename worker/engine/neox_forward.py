@@ -30,13 +30,13 @@ def applies(model: nn.Module) -> bool:
         return False
     if 2 * rotary.inv_freq.numel() > base.config.hidden_size // base.config.num_attention_heads:
         return False
+    if not model.training:  # checkpointing and dropout act only in training
+        return True
     for layer in base.layers:
-        if getattr(layer, "gradient_checkpointing", False) and model.training:
-            return False
         rates = (layer.post_attention_dropout.p, layer.post_mlp_dropout.p, layer.attention.attention_dropout)
-        if model.training and any(rates):
+        if getattr(layer, "gradient_checkpointing", False) or any(rates):
             return False
-    return not (model.training and base.emb_dropout.p)
+    return not base.emb_dropout.p
 
 
 def hidden_states(model: nn.Module, input_ids: Tensor, allowed: Tensor, position_ids: Tensor) -> Tensor:
