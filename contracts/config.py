@@ -213,6 +213,10 @@ class BetaDpoConfig(Frozen):
     keep_ratio ρ: fraction of each micro-batch kept by β-guided filtering (floor(N·ρ) pairs).
     alpha α: in u-units (code units); ``discrepancy_units: paper`` multiplies M by β0 first.
     level ``instance`` gives each pair its own β_i = β0(1 + α(M_i − M0)) (the paper's ablation).
+    scope ``batch`` calibrates once per optimizer step over the whole batch (every micro-batch and
+    process; a no-grad scoring pass when there is accumulation), so results do not depend on
+    optim.micro_batch_size; ``micro_batch`` calibrates every forward, as the authors' code does
+    (SCIENCE.md product decision 6, docs/decisions/0060).
     """
 
     enabled: bool = False
@@ -224,6 +228,7 @@ class BetaDpoConfig(Frozen):
     beta_min: float = Field(1e-3, gt=0.0, le=10.0)
     sigma_floor: float = Field(1e-3, gt=0.0, le=10.0)
     level: Literal["batch", "instance"] = "batch"
+    scope: Literal["batch", "micro_batch"] = "batch"
     discrepancy_units: Literal["code", "paper"] = "code"
     init_from_first_batch: bool = False
 

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+# train/loss is the optimised loss: the masked mean over the pairs β-DPO's filter kept (plus the SFT
+# term); train/loss_all_pairs is the mean over ALL pairs at the β used — what the β-DPO authors log
+# (SCIENCE.md product decision 7). They differ only when filtering drops pairs.
 TRAIN_LOSS = "train/loss"
+TRAIN_LOSS_ALL_PAIRS = "train/loss_all_pairs"
 TRAIN_BETA = "train/beta"
 TRAIN_LR = "train/lr"
 TRAIN_GRAD_NORM = "train/grad_norm"
 TRAIN_SFT_LOSS = "train/sft_loss"
 TRAIN_EXAMPLES_PER_SECOND = "train/examples_per_second"
 
+# M0 and σ after the step's last calibration (the EMA state the next step starts from). With scope
+# micro_batch and accumulation the authors log the mean over the step's micro-batches instead: the
+# *_step_mean keys, emitted only when a step has more than one calibration.
 BDPO_M0 = "train/beta_dpo/m0"
 BDPO_SIGMA = "train/beta_dpo/sigma"
+BDPO_M0_STEP_MEAN = "train/beta_dpo/m0_step_mean"
+BDPO_SIGMA_STEP_MEAN = "train/beta_dpo/sigma_step_mean"
 BDPO_KEPT_FRACTION = "train/beta_dpo/kept_fraction"
 BDPO_M_BAR_KEPT = "train/beta_dpo/m_bar_kept"
 BDPO_M_BAR_ALL = "train/beta_dpo/m_bar_all"

@@ -126,7 +126,7 @@ export class LineChart {
         ? "%{y:.5g} (raw %{customdata[1]:.5g}) · step %{customdata[0]}<extra>%{fullData.name}</extra>"
         : "%{y:.5g} · step %{customdata[0]}<extra>%{fullData.name}</extra>",
       yaxis: t.axis || "y",
-      line: { color: t.color, dash: t.dash, width: 1.6, shape: "linear" },
+      line: { color: t.color, dash: t.dash, width: t.width ?? 1.6, shape: "linear" },
       connectgaps: false,
       stackgroup: t.stack,
       fill: t.fill,

@@ -2,6 +2,7 @@
 
 export const K = Object.freeze({
   loss: "train/loss",
+  lossAllPairs: "train/loss_all_pairs",
   beta: "train/beta",
   lr: "train/lr",
   gradNorm: "train/grad_norm",
@@ -9,6 +10,8 @@ export const K = Object.freeze({
   examplesPerSecond: "train/examples_per_second",
   m0: "train/beta_dpo/m0",
   sigma: "train/beta_dpo/sigma",
+  m0StepMean: "train/beta_dpo/m0_step_mean",
+  sigmaStepMean: "train/beta_dpo/sigma_step_mean",
   keptFraction: "train/beta_dpo/kept_fraction",
   mBarKept: "train/beta_dpo/m_bar_kept",
   mBarAll: "train/beta_dpo/m_bar_all",
@@ -53,9 +56,14 @@ export const K = Object.freeze({
   judgePromptTokens: "eval/judge/prompt_tokens",
   judgeCompletionTokens: "eval/judge/completion_tokens",
   judgeCostUsd: "eval/judge/cost_usd",
+  rmLoss: "rm/loss",
+  rmAccuracy: "rm/accuracy",
+  rmMargin: "rm/margin",
+  rmEvalLoss: "rm/eval/loss",
+  rmEvalAccuracy: "rm/eval/accuracy",
 });
 
-export const WIN_RATE_PREFIX = "eval/win_rate/";
+export const WIN_RATE_PREFIX = "eval/win_rate/";  // contracts: EVAL_WIN_RATE_PREFIX + "/"
 
 /** A short human label for any key ("train/rewards/margin" → "rewards margin"). */
 export function label(key) {
@@ -65,11 +73,14 @@ export function label(key) {
 }
 
 const LABELS = {
-  [K.loss]: "loss",
+  [K.loss]: "loss (optimised: kept pairs only)",
+  [K.lossAllPairs]: "loss, all pairs (authors' log)",
   [K.accuracy]: "reward accuracy",
   [K.beta]: "β used",
-  [K.m0]: "M0 (EMA of M)",
-  [K.sigma]: "σ (EMA std of M)",
+  [K.m0]: "M0 (EMA of M, after the step)",
+  [K.sigma]: "σ (EMA std of M, after the step)",
+  [K.m0StepMean]: "M0, mean over micro-batches (authors' log)",
+  [K.sigmaStepMean]: "σ, mean over micro-batches (authors' log)",
   [K.keptFraction]: "kept fraction",
   [K.rewardsChosen]: "reward chosen",
   [K.rewardsRejected]: "reward rejected",

@@ -47,7 +47,7 @@ LM_KEYS = {
 }  # fmt: skip
 BDPO_KEYS = {
     mk.BDPO_M0, mk.BDPO_SIGMA, mk.BDPO_M_BAR_KEPT, mk.BDPO_M_BAR_ALL, mk.BDPO_FILTERED_HIGH,
-    mk.BDPO_FILTERED_LOW,
+    mk.BDPO_FILTERED_LOW, mk.TRAIN_LOSS_ALL_PAIRS,
 }  # fmt: skip
 
 

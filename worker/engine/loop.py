@@ -23,13 +23,21 @@ from torch import Tensor
 from contracts import metric_keys as mk
 from contracts.config import RunConfig
 from contracts.events import MetricsSink
+from worker.alignment.beta_dpo import Calibration
 from worker.alignment.diagnostics import ThreeDMonitor
 from worker.engine import distributed as dist
 from worker.engine.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from worker.engine.data import PairSampler
 from worker.engine.eval_hooks import EvalHooks
 from worker.engine.families import Family, build_family
-from worker.engine.objective import ObjectiveOutput, PairScores, calibrator_for, micro_batch_objective
+from worker.engine.objective import (
+    BatchCalibration,
+    ObjectiveOutput,
+    PairScores,
+    calibrator_for,
+    discrepancy_logits,
+    micro_batch_objective,
+)
 from worker.engine.optimizers import make_optimizer, warmup_schedule
 from worker.engine.sinks import NullSink
 from worker.engine.step_metrics import (
@@ -133,8 +141,9 @@ class Trainer:
         self.sink.status(f"resumed from step {self.step}", self.step / self.config.optim.max_steps)
 
     # ------------------------------------------------------------------------------- one step
-    def _micro_batch(self) -> tuple[ObjectiveOutput, MicroBatchOutcome]:
-        items = self.sampler.next_micro_batch(self.micro_global)
+    def _micro_batch(
+        self, items: list, batch_calibration: BatchCalibration | None
+    ) -> tuple[ObjectiveOutput, MicroBatchOutcome]:
         shard = self.world.shard(self.micro_global)
         batch = self.family.collate(items[shard])
         policy = self.family.policy_scores(batch)
@@ -147,9 +156,27 @@ class Trainer:
             lambda t: dist.gather_cat(t, self.world),
             shard,
             self.world.size,
+            batch=batch_calibration,
         )
         outcome = MicroBatchOutcome([p.pair_id for p in items], output, policy, reference)
         return output, self._gathered(outcome)
+
+    def _calibrate_batch(self, micro_batches: list[list]) -> Calibration | None:
+        """Scope ``batch`` with accumulation: one calibration over the whole step's pairs, from a
+        no-grad scoring pass (SCIENCE.md product decision 6); None when each micro-batch calibrates
+        itself (scope ``micro_batch``, or a single micro-batch, which is the whole batch)."""
+        if self.calibrator is None or self.config.beta_dpo.scope != "batch" or len(micro_batches) == 1:
+            return None
+        shard = self.world.shard(self.micro_global)
+        logits = []
+        with torch.no_grad():
+            for items in micro_batches:
+                batch = self.family.collate(items[shard])
+                chosen, rejected = discrepancy_logits(
+                    self.config, self.family.policy_scores(batch), self.family.reference_scores(batch)
+                )
+                logits.append(dist.gather_cat(chosen - rejected, self.world))
+        return self.calibrator.calibrate(torch.cat(logits))
 
     def _gathered(self, outcome: MicroBatchOutcome) -> MicroBatchOutcome:
         """The outcome with every per-pair tensor concatenated over ranks."""
@@ -166,6 +193,7 @@ class Trainer:
             beta=cat(out.beta),
             weight=cat(out.weight),
             discrepancy=cat(out.discrepancy),
+            unmasked=cat(out.unmasked.reshape(1)).mean(),
         )
         scores = [
             PairScores(*(cat(getattr(s, f.name)) for f in dataclasses.fields(s)))
@@ -180,8 +208,15 @@ class Trainer:
         accumulation = self.config.optim.batch_size // self.micro_global
         acc = StepAccumulator()
         total = torch.zeros((), device=self.world.device)
-        for _ in range(accumulation):
-            output, outcome = self._micro_batch()
+        micro_batches = [self.sampler.next_micro_batch(self.micro_global) for _ in range(accumulation)]
+        calibration = self._calibrate_batch(micro_batches)
+        for index, items in enumerate(micro_batches):
+            at = (
+                None
+                if calibration is None
+                else BatchCalibration(calibration, index * self.micro_global, accumulation)
+            )
+            output, outcome = self._micro_batch(items, at)
             (output.loss / accumulation).backward()
             total = total + output.loss.detach() / accumulation
             acc.add(outcome)

@@ -6,6 +6,12 @@ Normalisation: the loss of a micro-batch is Σ_kept ℓ_i / n_kept_global · wor
 gradient all-reduce (an average over ranks) and the division by the number of accumulation
 micro-batches, the gradient equals the single-process masked mean exactly (SCIENCE.md §E, the
 "exact global masked mean" alternative to the authors' local normalisation).
+
+Calibration scope (SCIENCE.md product decision 6, docs/decisions/0060): with ``beta_dpo.scope:
+micro_batch`` (the authors' code) every micro-batch calibrates itself. With ``batch`` the loop
+calibrates once per optimizer step over the whole batch (``BatchCalibration``) and each micro-batch
+takes its slice; its loss is then Σ_kept ℓ_i / n_kept_batch · world_size · accumulation, so that the
+step's gradient is the masked mean over the whole batch's kept pairs whatever micro_batch_size is.
 """
 
 from __future__ import annotations
@@ -35,10 +41,13 @@ class PairScores:
 class ObjectiveOutput:
     """loss: 0-dim, ready for backward (already scaled for accumulation and ranks).
     beta: (B,) the β applied to each local pair; keep: (B,) bool local mask; weight/discrepancy: (B,).
-    calibration: the global calibration (None without β-DPO); sft: the SFT term's value (0-dim)."""
+    calibration: the global calibration (None without β-DPO); sft: the SFT term's value (0-dim);
+    unmasked: the mean preference loss over ALL this rank's pairs at the β used (the authors' logged
+    loss), plus the SFT term — it differs from ``loss`` only by the filter's mask."""
 
     loss: Tensor
     preference: Tensor
+    unmasked: Tensor
     sft: Tensor
     beta: Tensor
     keep: Tensor
@@ -48,6 +57,35 @@ class ObjectiveOutput:
 
 
 Gather = Callable[[Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class BatchCalibration:
+    """One calibration of a whole optimizer batch (scope ``batch``); this micro-batch's global pairs
+    are positions [start, start + N) of it, and the batch has ``accumulation`` micro-batches."""
+
+    calibration: Calibration
+    start: int
+    accumulation: int
+
+    def take(self, size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(β, keep, weight, discrepancy) of the N = ``size`` global pairs of this micro-batch; β stays
+        0-dim at batch level."""
+        window = slice(self.start, self.start + size)
+        c = self.calibration
+        beta = c.beta[window] if c.beta.dim() else c.beta
+        return beta, c.keep[window], c.weight[window], c.discrepancy[window]
+
+
+def discrepancy_logits(config: RunConfig, policy: PairScores, reference: PairScores) -> tuple[Tensor, Tensor]:
+    """(ρ_w, ρ_l) per pair: the log-ratios the loss and the calibrator use (per token for IPO with
+    ``normalize_length``)."""
+    chosen_ratio = policy.chosen - reference.chosen
+    rejected_ratio = policy.rejected - reference.rejected
+    if config.loss.kind == "ipo" and config.loss.normalize_length:
+        chosen_ratio = chosen_ratio / policy.chosen_tokens
+        rejected_ratio = rejected_ratio / policy.rejected_tokens
+    return chosen_ratio, rejected_ratio
 
 
 def calibrator_for(config: RunConfig, generator: torch.Generator) -> BetaCalibrator | None:
@@ -89,17 +127,15 @@ def micro_batch_objective(
     rank_slice: slice,
     world_size: int,
     train: bool = True,
+    batch: BatchCalibration | None = None,
 ) -> ObjectiveOutput:
     """Loss of one local micro-batch of B pairs, with the β, keep mask, weights and discrepancies used.
 
     gather: concatenates a (B,) tensor over ranks into the global (N,) micro-batch (identity on one
-    process); rank_slice: this rank's positions inside the global micro-batch.
+    process); rank_slice: this rank's positions inside the global micro-batch; batch: the step's
+    batch-scope calibration (then ``calibrator`` is not called).
     """
-    chosen_ratio = policy.chosen - reference.chosen
-    rejected_ratio = policy.rejected - reference.rejected
-    if config.loss.kind == "ipo" and config.loss.normalize_length:
-        chosen_ratio = chosen_ratio / policy.chosen_tokens
-        rejected_ratio = rejected_ratio / policy.rejected_tokens
+    chosen_ratio, rejected_ratio = discrepancy_logits(config, policy, reference)
     size = chosen_ratio.shape[0]
     discrepancy = (chosen_ratio - rejected_ratio).detach()
     if calibrator is None:
@@ -109,23 +145,30 @@ def micro_batch_objective(
         weight = torch.ones_like(beta)
         n_keep_global = float(size * world_size)
     else:
-        calibration = calibrator.calibrate(gather(discrepancy), train=train)
 
         def local(values: Tensor) -> Tensor:
             return values if world_size == 1 else values[rank_slice]
 
-        global_beta = calibration.beta.to(chosen_ratio.dtype)
+        if batch is None:
+            calibration = calibrator.calibrate(gather(discrepancy), train=train)
+            taken = (calibration.beta, calibration.keep, calibration.weight, calibration.discrepancy)
+            n_keep_global = float(calibration.kept)
+        else:
+            calibration = batch.calibration
+            taken = batch.take(size * world_size)
+            n_keep_global = calibration.kept / batch.accumulation
+        global_beta = taken[0].to(chosen_ratio.dtype)
         beta = local(global_beta) if global_beta.dim() else global_beta.expand(size)
-        keep = local(calibration.keep)
-        weight = local(calibration.weight).to(beta.dtype)
-        discrepancy = local(calibration.discrepancy)
-        n_keep_global = float(calibration.kept)
+        keep = local(taken[1])
+        weight = local(taken[2]).to(beta.dtype)
+        discrepancy = local(taken[3])
     per_pair = preference_loss(config.loss.kind, chosen_ratio, rejected_ratio, beta, **_loss_params(config))
     preference = (per_pair * keep).sum() / max(n_keep_global, 1.0) * world_size
     sft = _sft_term(config, policy, chosen_ratio.new_zeros(()))
     return ObjectiveOutput(
         loss=preference + sft,
         preference=preference.detach(),
+        unmasked=per_pair.detach().mean() + sft.detach(),
         sft=sft.detach(),
         beta=beta.detach(),
         keep=keep,

@@ -67,18 +67,22 @@ class StepAccumulator:
 class StepTable:
     """A log step's values on the host. ``columns``: every PAIR_FIELDS and DIAGNOSTIC_FIELDS name → its
     N values (the step's micro-batches in order); loss, grad_norm and sft (the mean SFT term) are the
-    step's scalars."""
+    step's scalars; loss_all_pairs is the mean over micro-batches of the unmasked loss (all pairs)."""
 
     columns: dict[str, list[float]]
     loss: float
     grad_norm: float
     sft: float
+    loss_all_pairs: float
 
 
 def step_table(acc: StepAccumulator, loss: Tensor, grad_norm: Tensor, beta0: float) -> StepTable:
     """The step's per-pair values and scalars in one host transfer (float32 values, or wider when the
     model's are), then the per-pair diagnostics (rewards at ``beta0``) on the host."""
-    scalars = torch.stack([loss.detach(), grad_norm.detach(), *(o.output.sft for o in acc.outcomes)])
+    outputs = [o.output for o in acc.outcomes]
+    scalars = torch.stack(
+        [loss.detach(), grad_norm.detach(), *(o.sft for o in outputs), *(o.unmasked for o in outputs)]
+    )
     flat = torch.cat([*(c for o in acc.outcomes for c in o.pair_columns()), scalars]).tolist()
     columns: dict[str, list[float]] = {name: [] for name in PAIR_FIELDS}
     start = 0
@@ -87,10 +91,11 @@ def step_table(acc: StepAccumulator, loss: Tensor, grad_norm: Tensor, beta0: flo
         for name in PAIR_FIELDS:
             columns[name] += flat[start : start + n]
             start += n
-    loss_value, grad_norm_value, *sfts = flat[start:]
+    loss_value, grad_norm_value, *rest = flat[start:]
+    sfts, unmasked = rest[: len(outputs)], rest[len(outputs) :]
     diagnostics = pair_diagnostics(*(columns[name] for name in PAIR_FIELDS[:6]), beta0)
     columns.update({name: getattr(diagnostics, name) for name in DIAGNOSTIC_FIELDS})
-    return StepTable(columns, loss_value, grad_norm_value, sum(sfts) / len(sfts))
+    return StepTable(columns, loss_value, grad_norm_value, _mean(sfts), _mean(unmasked))
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -126,11 +131,15 @@ def step_values(table: StepTable, calibrations: Sequence[Calibration | None]) ->
         mk.BDPO_KEPT_FRACTION: _mean(c["kept"]),
     }
     values[mk.PAIR_MASS_PER_TOKEN] = values[mk.PAIR_MASS] / max(_mean(tokens), 1.0)
-    present = [calibration for calibration in calibrations if calibration is not None]
+    present = list({id(c): c for c in calibrations if c is not None}.values())  # scope batch: one per step
     if present:
         last = present[-1]
+        values[mk.TRAIN_LOSS_ALL_PAIRS] = table.loss_all_pairs
         values[mk.BDPO_M0] = last.m0
         values[mk.BDPO_SIGMA] = last.sigma
+        if len(present) > 1:  # micro-batch scope with accumulation: the authors log the step mean
+            values[mk.BDPO_M0_STEP_MEAN] = _mean([cal.m0 for cal in present])
+            values[mk.BDPO_SIGMA_STEP_MEAN] = _mean([cal.sigma for cal in present])
         values[mk.BDPO_M_BAR_KEPT] = _mean([cal.m_bar_kept for cal in present])
         values[mk.BDPO_M_BAR_ALL] = _mean([cal.m_bar_all for cal in present])
         values[mk.BDPO_FILTERED_HIGH] = float(sum(cal.filtered_high for cal in present))

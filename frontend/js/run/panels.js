@@ -21,8 +21,10 @@ export function panelSpecs(alertMarks) {
   return [
     {
       id: "loss", title: "Loss and reward accuracy", yTitle: "loss", y2Title: "accuracy", y2Range: [0, 1.02],
-      note: "Training loss (left) and the fraction of pairs with a positive margin (right).",
-      traces: [t(K.loss, BLUE), t(K.accuracy, GREEN, { axis: "y2" }), t(K.evalLoss, BLUE, { dash: "dot", name: "eval loss" }),
+      note: "Training loss (left): the optimised loss is the mean over the pairs β-DPO's filter kept; "
+        + "\"all pairs\" (dashed, β-DPO runs) is the unmasked mean the β-DPO authors log. Right: the "
+        + "fraction of pairs with a positive margin.",
+      traces: [t(K.loss, BLUE), t(K.lossAllPairs, BLUE, { dash: "dash" }), t(K.accuracy, GREEN, { axis: "y2" }), t(K.evalLoss, BLUE, { dash: "dot", name: "eval loss" }),
         t(K.evalAccuracy, GREEN, { axis: "y2", dash: "dot", name: "eval accuracy" })],
     },
     {
@@ -33,8 +35,11 @@ export function panelSpecs(alertMarks) {
     },
     {
       id: "beta", title: "β-DPO: β used, M0, σ and kept fraction", yTitle: "β", y2Title: "M0, σ (u-units)",
-      note: "β = max(β0·(1 + α·(M̄_kept − M0)), β_min); M0 and σ are EMAs of the discrepancy M = u.",
+      note: "β = max(β0·(1 + α·(M̄_kept − M0)), β_min); M0 and σ are EMAs of the discrepancy M = u, "
+        + "shown after the step's last calibration. With scope micro_batch and accumulation the β-DPO "
+        + "authors log their mean over the step's micro-batches (thin lines, when they differ).",
       traces: [t(K.beta, BLUE), t(K.m0, ORANGE, { axis: "y2" }), t(K.sigma, PURPLE, { axis: "y2", dash: "dot" }),
+        t(K.m0StepMean, ORANGE, { axis: "y2", width: 1 }), t(K.sigmaStepMean, PURPLE, { axis: "y2", width: 1, dash: "dot" }),
         t(K.keptFraction, GREY, { dash: "dash" })],
       linearOnly: false,
     },
