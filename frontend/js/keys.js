@@ -63,7 +63,7 @@ export const K = Object.freeze({
   rmEvalAccuracy: "rm/eval/accuracy",
 });
 
-export const WIN_RATE_PREFIX = "eval/win_rate/";  // contracts: EVAL_WIN_RATE_PREFIX + "/"
+export const WIN_RATE_PREFIX = "eval/win_rate/";
 
 /** A short human label for any key ("train/rewards/margin" → "rewards margin"). */
 export function label(key) {

@@ -27,17 +27,11 @@ from worker.alignment.beta_dpo import Calibration
 from worker.alignment.diagnostics import ThreeDMonitor
 from worker.engine import distributed as dist
 from worker.engine.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
-from worker.engine.data import PairSampler
-from worker.engine.eval_hooks import EvalHooks
-from worker.engine.families import Family, build_family
-from worker.engine.objective import (
-    BatchCalibration,
-    ObjectiveOutput,
-    PairScores,
-    calibrator_for,
-    discrepancy_logits,
-    micro_batch_objective,
-)
+from worker.engine.data.pairs import PairSampler
+from worker.engine.evaluation.hooks import EvalHooks
+from worker.engine.model.families import Family, build_family
+from worker.engine.model.scoring import PairScores
+from worker.engine.objective import BatchCalibration, Objective, ObjectiveOutput
 from worker.engine.optimizers import make_optimizer, warmup_schedule
 from worker.engine.sinks import NullSink
 from worker.engine.step_metrics import (
@@ -86,7 +80,8 @@ class Trainer:
         self.optimizer = make_optimizer(config.optim, self.family.policy.parameters())
         self.scheduler = warmup_schedule(self.optimizer, config.optim.warmup_steps)
         self.generator = torch.Generator().manual_seed(config.seed + 1)
-        self.calibrator = calibrator_for(config, self.generator)
+        self.objective = Objective.from_config(config, self.generator)
+        self.calibrator = self.objective.calibrator
         diag = config.diagnostics
         self.monitor = ThreeDMonitor(diag.window, diag.kappa, diag.consecutive, diag.slope_eps, diag.drawdown)
         self.sampler = PairSampler(self.family.train_items, seed=config.seed, shuffle=config.data.shuffle)
@@ -148,18 +143,14 @@ class Trainer:
         batch = self.family.collate(items[shard])
         policy = self.family.policy_scores(batch)
         reference = self.family.reference_scores(batch)
-        output = micro_batch_objective(
-            self.config,
-            policy,
-            reference,
-            self.calibrator,
-            lambda t: dist.gather_cat(t, self.world),
-            shard,
-            self.world.size,
-            batch=batch_calibration,
+        output = self.objective(
+            policy, reference, self._gather, shard, self.world.size, batch=batch_calibration
         )
         outcome = MicroBatchOutcome([p.pair_id for p in items], output, policy, reference)
         return output, self._gathered(outcome)
+
+    def _gather(self, values: Tensor) -> Tensor:
+        return dist.gather_cat(values, self.world)
 
     def _calibrate_batch(self, micro_batches: list[list]) -> Calibration | None:
         """Scope ``batch`` with accumulation: one calibration over the whole step's pairs, from a
@@ -172,9 +163,8 @@ class Trainer:
         with torch.no_grad():
             for items in micro_batches:
                 batch = self.family.collate(items[shard])
-                chosen, rejected = discrepancy_logits(
-                    self.config, self.family.policy_scores(batch), self.family.reference_scores(batch)
-                )
+                policy, reference = self.family.policy_scores(batch), self.family.reference_scores(batch)
+                chosen, rejected = self.objective.log_ratios(policy, reference)
                 logits.append(dist.gather_cat(chosen - rejected, self.world))
         return self.calibrator.calibrate(torch.cat(logits))
 
@@ -211,11 +201,9 @@ class Trainer:
         micro_batches = [self.sampler.next_micro_batch(self.micro_global) for _ in range(accumulation)]
         calibration = self._calibrate_batch(micro_batches)
         for index, items in enumerate(micro_batches):
-            at = (
-                None
-                if calibration is None
-                else BatchCalibration(calibration, index * self.micro_global, accumulation)
-            )
+            at = None
+            if calibration is not None:
+                at = BatchCalibration(calibration, index * self.micro_global, accumulation)
             output, outcome = self._micro_batch(items, at)
             (output.loss / accumulation).backward()
             total = total + output.loss.detach() / accumulation
