@@ -121,6 +121,10 @@ class DataConfig(Frozen):
     is the toy's 16 pairs. format ``auto`` detects TRL standard, TRL conversational or HH per file.
     Truncation: prompts keep their END (the last ``max_prompt_length`` tokens), responses keep their START
     and are cut to fit ``max_length``; every truncated row is counted.
+    label_noise: plant noise for an audit — chosen and rejected are swapped in round(label_noise · n)
+    of the training pairs (drawn with ``label_noise_seed``; eval pairs untouched). The run records which
+    pairs were flipped with its pair texts, never in anything the trainer reads (worker/engine/data/
+    label_noise.py), so the outlier inspector can be scored against them.
     """
 
     source: Literal["file", "constructed", "hub", "toy"] = "constructed"
@@ -133,6 +137,8 @@ class DataConfig(Frozen):
     max_prompt_length: int = Field(64, ge=1, le=MAX_LENGTH_CAP)
     constructed: ConstructedDataSpec = ConstructedDataSpec()
     shuffle: bool = True
+    label_noise: float = Field(0.0, ge=0.0, le=0.5)
+    label_noise_seed: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _lengths(self) -> DataConfig:

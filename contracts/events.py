@@ -51,12 +51,15 @@ class PairRecord:
 
 @dataclass(frozen=True, slots=True)
 class PairText:
-    """The texts of a pair, written once per run (pair_id is a content hash, stable across runs)."""
+    """The texts of a pair, written once per run (pair_id is a content hash, stable across runs).
+    planted: with ``data.label_noise``, whether this training pair's sides were swapped on purpose
+    (the audit's ground truth); None when the run planted no noise (and for eval pairs)."""
 
     pair_id: str
     prompt: str
     chosen: str
     rejected: str
+    planted: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -203,12 +203,19 @@ class PairOut(Out):
 
 
 class PairSummaryOut(Out):
+    """One pair over a run. noise_score: mean of max(0, −z) over its records (how far below M0, in σ;
+    null without β-DPO); times_filtered_below: filtered while below M0; planted: true/false when the run
+    planted label noise (data.label_noise), else null."""
+
     pair_id: str
     times_seen: int
     times_filtered: int
+    times_filtered_below: int
     first_step: int
     last_step: int
     mean_discrepancy: Number
+    noise_score: Number
+    planted: bool | None
     prompt: str | None
     chosen: str | None
     rejected: str | None
@@ -216,7 +223,8 @@ class PairSummaryOut(Out):
     @classmethod
     def of(cls, row: PairSummary) -> PairSummaryOut:
         values = asdict(row)
-        return cls(**{**values, "mean_discrepancy": finite(row.mean_discrepancy)})
+        floats = {"mean_discrepancy": finite(row.mean_discrepancy), "noise_score": finite(row.noise_score)}
+        return cls(**{**values, **floats})
 
 
 class EvalOut(Out):

@@ -2,6 +2,13 @@
 
 z-score of a record: z = (M_i − M0) / max(σ, 1e-3), the pair's discrepancy in units of the
 calibrator's running spread at that step. NaN floats are stored as NULL and come back as NaN.
+
+Noise score of a pair over a run (the outlier inspector's "most suspicious first" order, issue 20):
+the mean over the pair's records of max(0, −z) — how far below M0, in σ, the pair sat on average each
+time it was seen. A mislabelled pair is one the policy learns to rank the other way round, so its M_i
+falls below the batch's while the rest rise; a pair far ABOVE M0 is easy, not suspicious, and scores
+0. The score needs β-DPO's M0 and σ (NULL for runs without the calibrator). docs/SCIENCE.md defines
+it with the audit that checks it (ROC AUC against planted flips).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from contracts.metric_keys import PAIR_COLUMNS
 
 SIGMA_FLOOR = 1e-3
 PairOrder = Literal["discrepancy", "z", "step"]
+SummaryOrder = Literal["filtered", "noise_score"]
 _FLOATS = frozenset(f.name for f in fields(PairRecord) if f.type == "float")
 _RECORD_COLUMNS = ("seq", "run_id", "attempt", *PAIR_COLUMNS)
 
@@ -40,14 +48,19 @@ class PairRow:
 
 @dataclass(frozen=True, slots=True)
 class PairSummary:
-    """One pair over a whole run: how often it was seen and filtered out, when, and its mean M_i."""
+    """One pair over a whole run: how often it was seen and filtered out (and of those, below M0), when,
+    its mean M_i, its noise score (module docstring) and, when the run planted label noise, whether
+    it is a planted pair."""
 
     pair_id: str
     times_seen: int
     times_filtered: int
+    times_filtered_below: int
     first_step: int
     last_step: int
     mean_discrepancy: float
+    noise_score: float
+    planted: bool | None = None
     prompt: str | None = None
     chosen: str | None = None
     rejected: str | None = None
@@ -74,8 +87,8 @@ def _stored(record: PairRecord) -> tuple[object, ...]:
 
 def insert_pair_texts(conn: Connection, run_id: str, texts: Sequence[PairText]) -> int:
     """Insert pair texts, skipping pair_ids the run already has. Returns rows inserted."""
-    rows = [(run_id, t.pair_id, t.prompt, t.chosen, t.rejected) for t in texts]
-    return insert_rows(conn, pairs, ("run_id", "pair_id", "prompt", "chosen", "rejected"), rows)
+    rows = [(run_id, t.pair_id, t.prompt, t.chosen, t.rejected, t.planted) for t in texts]
+    return insert_rows(conn, pairs, ("run_id", "pair_id", "prompt", "chosen", "rejected", "planted"), rows)
 
 
 def _z() -> ColumnElement[float]:
@@ -83,6 +96,12 @@ def _z() -> ColumnElement[float]:
     pr = pair_records.c
     sigma = case((pr.sigma < SIGMA_FLOOR, literal(SIGMA_FLOOR)), else_=pr.sigma)
     return ((pr.discrepancy - pr.m0) / sigma).label("z")
+
+
+def _below_m0() -> ColumnElement[float]:
+    """max(0, −z) of a record as SQL; NULL when z is (no calibrator), so a pair's mean ignores it."""
+    z = _z()
+    return case((z.is_(None), None), (z < 0, -z), else_=literal(0.0))
 
 
 def _with_text(stmt: Select, run_id: str, pair_id: object) -> Select:
@@ -134,38 +153,54 @@ def pair_summary(
     limit: int = 100,
     offset: int = 0,
     with_text: bool = True,
+    order: SummaryOrder = "filtered",
 ) -> list[PairSummary]:
     """Per pair_id over a run, for the outlier inspector. kept=False: pairs filtered out at least
-    once; True: pairs never filtered out; None: all. Most often filtered first, then by mean M_i."""
+    once; True: pairs never filtered out; None: all. order "filtered": most often filtered first, then
+    by mean M_i; "noise_score": highest noise score first (NULL last). Planted flags come from the
+    run's pair texts."""
     pr = pair_records.c
     filtered = func.sum(case((not_(pr.kept), 1), else_=0)).label("times_filtered")
+    below = func.sum(case((and_(not_(pr.kept), pr.discrepancy < pr.m0), 1), else_=0)).label(
+        "times_filtered_below"
+    )
     mean = func.avg(pr.discrepancy).label("mean_discrepancy")
+    score = func.avg(_below_m0()).label("noise_score")
     stmt = select(
         pr.pair_id,
         func.count().label("times_seen"),
         filtered,
+        below,
         func.min(pr.step).label("first_step"),
         func.max(pr.step).label("last_step"),
         mean,
+        score,
     ).where(pr.run_id == run_id)
     stmt = stmt.group_by(pr.pair_id)
     if kept is not None:
         stmt = stmt.having(filtered == 0 if kept else filtered > 0)
-    stmt = stmt.order_by(filtered.desc(), mean.desc().nulls_last(), pr.pair_id).limit(limit).offset(offset)
-    if with_text:
-        grouped = stmt.subquery()
-        stmt = _with_text(select(grouped), run_id, grouped.c.pair_id).order_by(
-            grouped.c.times_filtered.desc(), grouped.c.mean_discrepancy.desc().nulls_last(), grouped.c.pair_id
-        )
+    grouped = stmt.subquery()
+    g = grouped.c
+    keys = [g.times_filtered.desc(), g.mean_discrepancy.desc().nulls_last()]
+    if order == "noise_score":
+        keys = [g.noise_score.desc().nulls_last(), g.mean_discrepancy.asc().nulls_last()]
+    outer = select(
+        grouped, pairs.c.planted, *((pairs.c.prompt, pairs.c.chosen, pairs.c.rejected) if with_text else ())
+    )
+    outer = outer.outerjoin(pairs, and_(pairs.c.run_id == run_id, pairs.c.pair_id == g.pair_id))
+    outer = outer.order_by(*keys, g.pair_id).limit(limit).offset(offset)
     return [
         PairSummary(
             row.pair_id,
             row.times_seen,
             row.times_filtered,
+            row.times_filtered_below,
             row.first_step,
             row.last_step,
             null_to_nan(row.mean_discrepancy),
+            null_to_nan(row.noise_score),
+            row.planted,
             *((row.prompt, row.chosen, row.rejected) if with_text else ()),
         )
-        for row in conn.execute(stmt)
+        for row in conn.execute(outer)
     ]

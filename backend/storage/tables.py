@@ -178,6 +178,7 @@ pairs = Table(
     Column("prompt", Text, nullable=False),
     Column("chosen", Text, nullable=False),
     Column("rejected", Text, nullable=False),
+    Column("planted", Boolean),  # data.label_noise's ground truth (migration 0009); NULL: none planted
 )
 
 evaluations = Table(

@@ -114,3 +114,27 @@ def test_pair_summary(engine, run_id):
     assert [(s.pair_id, s.mean_discrepancy) for s in kept_only] == [("a", 1.5)]
     assert [s.pair_id for s in everything] == ["b", "c", "a"]
     assert kept_only[0].prompt is None
+
+
+def test_noise_score_order_and_planted_flags(engine, run_id):
+    """noise score = mean over a pair's records of max(0, −z); planted comes from the pair texts."""
+    extra = [_rec(3, "d", -3.0, False, 1.0, 2.0), _rec(4, "d", 2.0, True, 1.0, 2.0)]  # z = −2, +0.5
+    _insert(engine, run_id, [*RECORDS, *extra, _rec(5, "e", -5.0, False, math.nan, math.nan)])
+    texts = [
+        PairText("c", "p", "x", "y", True),
+        PairText("d", "p", "x", "y", False),
+        PairText("a", "p", "x", "y"),
+    ]
+    with engine.begin() as conn:
+        pairs.insert_pair_texts(conn, run_id, texts)
+        ranked = pairs.pair_summary(conn, run_id, kept=None, order="noise_score")
+    # c: z −4 → 4; d: (2 + 0) / 2 = 1; a, b only above M0 → 0 (ties: lower mean M first, a 1.5 < b 1.75);
+    # e has no M0/σ → NULL, last
+    assert [s.pair_id for s in ranked] == ["c", "d", "a", "b", "e"]
+    scores = {s.pair_id: s.noise_score for s in ranked}
+    assert scores["c"] == pytest.approx(4.0) and scores["d"] == pytest.approx(1.0)
+    assert scores["a"] == scores["b"] == 0.0 and math.isnan(scores["e"])
+    flags = {s.pair_id: s.planted for s in ranked}
+    assert flags == {"c": True, "d": False, "a": None, "b": None, "e": None}
+    below = {s.pair_id: s.times_filtered_below for s in ranked}
+    assert below == {"c": 1, "d": 1, "a": 0, "b": 0, "e": 0}

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from backend.api.deps import ReadConn, Run
 from backend.api.models import ErrorOut, EvalOut, PairOut, PairSummaryOut
 from backend.storage import evaluations, pairs
-from backend.storage.pairs import PairOrder
+from backend.storage.pairs import PairOrder, SummaryOrder
 
 router = APIRouter(prefix="/api", tags=["pairs"])
 NOT_FOUND = {404: {"model": ErrorOut, "description": "no such run"}}
@@ -35,10 +35,17 @@ def list_pairs(
 
 @router.get("/runs/{run_id}/pairs/summary", responses=NOT_FOUND)
 def summarize_pairs(
-    run: Run, conn: ReadConn, kept: bool = False, limit: Limit = 100, offset: Offset = 0
+    run: Run,
+    conn: ReadConn,
+    kept: bool | None = False,
+    limit: Limit = 100,
+    offset: Offset = 0,
+    order: SummaryOrder = "filtered",
 ) -> list[PairSummaryOut]:
-    """Per pair over the run; kept=false: pairs filtered out at least once, most often first."""
-    return [PairSummaryOut.of(row) for row in pairs.pair_summary(conn, run.id, kept, limit, offset)]
+    """Per pair over the run; kept=false: pairs filtered out at least once (omit it for every pair);
+    order=filtered: most often filtered first; order=noise_score: most suspicious first."""
+    rows = pairs.pair_summary(conn, run.id, kept, limit, offset, order=order)
+    return [PairSummaryOut.of(row) for row in rows]
 
 
 @router.get("/runs/{run_id}/evaluations", responses=NOT_FOUND)

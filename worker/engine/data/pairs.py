@@ -51,6 +51,7 @@ from contracts.pairs import (
     validate_records,
 )
 from worker.engine.data.constructed import constructed_rows
+from worker.engine.data.label_noise import plant_label_noise
 
 IGNORE_INDEX = -100
 SHOWN_PROBLEMS = 5
@@ -88,11 +89,13 @@ class DataStats:
 
 @dataclass(frozen=True, slots=True)
 class LoadedData:
-    """Training and eval pairs, each in source order, and what happened on the way."""
+    """Training and eval pairs, each in source order, and what happened on the way. ``planted`` is for
+    the pair texts' record only (label_noise.py): the trainer takes ``train`` and ``eval``."""
 
     train: list[TokenizedPair]
     eval: list[TokenizedPair]
     stats: DataStats
+    planted: frozenset[str] = frozenset()  # ids of training pairs flipped by data.label_noise
 
 
 @dataclass
@@ -136,6 +139,9 @@ def load_pairs(config: DataConfig, tokenizer: PreTrainedTokenizerBase) -> Loaded
     stats = DataStats(
         tally.rows, tally.invalid, tally.truncated, tally.dropped, tally.duplicates, detected, tally.problems
     )
+    if config.label_noise:
+        train, planted = plant_label_noise(train, config.label_noise, config.label_noise_seed)
+        return LoadedData(train, held_out, stats, planted)
     return LoadedData(train, held_out, stats)
 
 

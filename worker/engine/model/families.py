@@ -56,6 +56,7 @@ class LanguageModelFamily:
         loaded = load_pairs(config.data, tokenizer)
         self.train_items: Sequence[TokenizedPair] = loaded.train
         self.eval_items: Sequence[TokenizedPair] = loaded.eval
+        self._planted = loaded.planted if config.data.label_noise else None  # for texts() only
         self.stats = loaded.stats
         self.pad_id = int(tokenizer.pad_token_id)
         self.policy = model.to(world.device).train()
@@ -97,10 +98,12 @@ class LanguageModelFamily:
         return self._reference(batch, self.device)
 
     def texts(self) -> list[PairText]:
-        return [
-            PairText(p.pair_id, p.prompt_text, p.chosen_text, p.rejected_text)
-            for p in (*self.train_items, *self.eval_items)
-        ]
+        def text(p: TokenizedPair, planted: bool | None) -> PairText:
+            return PairText(p.pair_id, p.prompt_text, p.chosen_text, p.rejected_text, planted)
+
+        flags = self._planted
+        train = [text(p, None if flags is None else p.pair_id in flags) for p in self.train_items]
+        return train + [text(p, None) for p in self.eval_items]
 
     def extra_metrics(self) -> dict[str, float]:
         return {}
