@@ -85,7 +85,7 @@ class ExperimentSpec(Strict):
     name: str
     title: str
     description: str = ""
-    summary: Literal["win_rates", "toy"] = "win_rates"
+    summary: Literal["win_rates", "toy", "label_noise"] = "win_rates"
     base: dict[str, Any]
     runs: list[RunSpec] = Field(min_length=1)
     seeds: list[int] = [0]

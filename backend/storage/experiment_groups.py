@@ -127,6 +127,25 @@ class Figure(Document):
     panels: list[Panel]
 
 
+class AuditRow(Document):
+    """The noise score against planted flips for one (method, noise level), pooled over seeds: ROC AUC
+    and precision@k (k = pairs planted) as fractions with 95 % intervals; base_rate = k / n."""
+
+    method: str
+    column: str
+    n: int
+    k: int
+    hits: int
+    auc: Estimate
+    precision: Estimate
+    base_rate: float
+
+
+class Audit(Document):
+    rows: list[AuditRow]
+    note: str = ""
+
+
 class GroupRun(Document):
     """One run of the summary: its place in the table (label, column, seed), outcome and run time."""
 
@@ -145,7 +164,7 @@ class GroupSummary(Document):
     experiment: str
     title: str
     description: str = ""
-    kind: Literal["win_rates", "toy"]
+    kind: Literal["win_rates", "toy", "label_noise"]
     quick: bool
     baseline: str
     runs: list[GroupRun]
@@ -154,6 +173,7 @@ class GroupSummary(Document):
     verdicts: list[Verdict]
     headline: str
     figure: Figure
+    audit: Audit | None = None
     not_succeeded: list[str] = []
     created_at: float
 

@@ -204,3 +204,12 @@ def pair_summary(
         )
         for row in conn.execute(outer)
     ]
+
+
+def early_discrepancies(conn: Connection, run_id: str, first: int, last: int) -> list[float]:
+    """M_i of every pair record of steps first…last (the β advice's input; NULL M skipped)."""
+    pr = pair_records.c
+    stmt = select(pr.discrepancy).where(
+        pr.run_id == run_id, pr.step >= first, pr.step <= last, pr.discrepancy.is_not(None)
+    )
+    return [float(value) for value in conn.execute(stmt).scalars()]

@@ -98,9 +98,12 @@ def test_pair_summary_lists_filtered_pairs(client):
             "pair_id": "p1",
             "times_seen": 2,
             "times_filtered": 1,
+            "times_filtered_below": 0,
             "first_step": 0,
             "last_step": 1,
             "mean_discrepancy": 2.0,  # (1 + 3) / 2
+            "noise_score": 0.0,  # never below M0
+            "planted": None,
             "prompt": "p-p1",
             "chosen": "good",
             "rejected": "bad",
@@ -143,3 +146,22 @@ def test_exports_stream_csv_and_parquet(client, settings):
     table = pq.read_table(io.BytesIO(parquet.content))
     assert table.column("pair_id").to_pylist() == ["p1"]
     assert list((settings.data_dir / "exports").iterdir()) == []  # the temporary file is gone
+
+
+def test_pair_summary_by_noise_score_and_beta_advice(client):
+    run_id = _running(client)
+    # z = (M − 0) / 0.5: p_low sits 4σ below M0 once, 2σ above once → score (4 + 0) / 2 = 2; p_mid 1σ below → 1
+    write_pairs(client, run_id, [pair_record(1, "p_low", -2.0, False), pair_record(2, "p_low", 1.0, True)])
+    write_pairs(client, run_id, [pair_record(1, "p_mid", -0.5, True), pair_record(2, "p_hi", 3.0, False)])
+    ranked = client.get(f"/api/runs/{run_id}/pairs/summary", params={"order": "noise_score"})
+    assert ranked.status_code == 200
+    body = ranked.json()
+    assert [(r["pair_id"], r["noise_score"]) for r in body] == [("p_low", 2.0), ("p_mid", 1.0), ("p_hi", 0.0)]
+    assert body[0]["times_filtered_below"] == 1 and body[0]["planted"] is None
+    assert client.get(f"/api/runs/{run_id}/pairs/summary", params={"order": "nope"}).status_code == 422
+    too_few = client.get(f"/api/runs/{run_id}/beta_advice")
+    assert too_few.status_code == 409 and "diagnostics.pair_records" in too_few.json()["detail"]
+    write_pairs(client, run_id, [pair_record(3, f"q{i}", 0.5 + i / 10, True) for i in range(10)])
+    advice = client.get(f"/api/runs/{run_id}/beta_advice", params={"first_steps": 3}).json()
+    assert advice["pairs"] == 12 and advice["steps"] == [2, 3] and len(advice["reasons"]) == 3
+    assert advice["beta0"] > 0.1  # these pairs already separate (median M > 0): a larger β

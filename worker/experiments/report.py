@@ -15,7 +15,10 @@ from sqlalchemy import Engine
 from backend.experiment_spec import ExperimentSpec
 from backend.storage.experiment_groups import GroupRun, GroupSummary, Verdict
 from worker.experiments.figure import write_figure
+from worker.experiments.noise_summary import label_noise_summary
 from worker.experiments.summary import RunResult, toy_summary, win_rate_summary
+
+BUILDERS = {"win_rates": win_rate_summary, "toy": toy_summary, "label_noise": label_noise_summary}
 
 SAID = {  # verdict category → (said of one, said of several)
     "agrees": ("agrees", "agree"),
@@ -30,15 +33,14 @@ def build_summary(
     spec: ExperimentSpec, group: str, results: list[RunResult], engine: Engine, quick: bool
 ) -> tuple[GroupSummary, list[str], go.Figure]:
     """The document, the Markdown rows of our table, and the plotly figure."""
-    build = toy_summary if spec.summary == "toy" else win_rate_summary
-    lines, data, figure = build(spec, results, engine)
+    lines, data, figure = BUILDERS[spec.summary](spec, results, engine)
     summary = GroupSummary(
         group=group, experiment=spec.name, title=spec.title, description=spec.description.strip(),
         kind=spec.summary, quick=quick, baseline=spec.runs[0].label,
         runs=[GroupRun(**asdict(r)) for r in results],
         table=data["table"], paper=_paper(spec.paper), verdicts=data["verdicts"],
         headline=headline(data["verdicts"], "claims" if spec.summary == "toy" else "comparisons"),
-        figure=data["figure"],
+        figure=data["figure"], audit=data.get("audit"),
         not_succeeded=[f"{r.place()} ({r.status})" for r in results if r.status != "succeeded"],
         created_at=time.time(),
     )  # fmt: skip

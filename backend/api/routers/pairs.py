@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from backend.api.advice import advice_for
 from backend.api.deps import ReadConn, Run
-from backend.api.models import ErrorOut, EvalOut, PairOut, PairSummaryOut
+from backend.api.models import BetaAdviceOut, ErrorOut, EvalOut, PairOut, PairSummaryOut
 from backend.storage import evaluations, pairs
 from backend.storage.pairs import PairOrder, SummaryOrder
 
@@ -37,15 +38,27 @@ def list_pairs(
 def summarize_pairs(
     run: Run,
     conn: ReadConn,
-    kept: bool | None = False,
+    kept: bool | None = None,
     limit: Limit = 100,
     offset: Offset = 0,
     order: SummaryOrder = "filtered",
 ) -> list[PairSummaryOut]:
-    """Per pair over the run; kept=false: pairs filtered out at least once (omit it for every pair);
-    order=filtered: most often filtered first; order=noise_score: most suspicious first."""
+    """Per pair over the run. order=filtered: most often filtered first, and without ``kept`` only the
+    pairs filtered out at least once; order=noise_score: most suspicious first, every pair unless
+    ``kept`` says otherwise."""
+    if kept is None and order == "filtered":
+        kept = False
     rows = pairs.pair_summary(conn, run.id, kept, limit, offset, order=order)
     return [PairSummaryOut.of(row) for row in rows]
+
+
+@router.get("/runs/{run_id}/beta_advice", responses={**NOT_FOUND, 409: {"model": ErrorOut}})
+def beta_advice(
+    run: Run, conn: ReadConn, first_steps: Annotated[int, Query(ge=3, le=10_000)] = 10
+) -> BetaAdviceOut:
+    """β0, α and ρ suggested from the discrepancies of steps 2…first_steps (contracts.beta_advice),
+    with the reasoning; 409 when the run has too few pair records there."""
+    return BetaAdviceOut.of(advice_for(conn, run, first_steps))
 
 
 @router.get("/runs/{run_id}/evaluations", responses=NOT_FOUND)

@@ -58,6 +58,26 @@ export function summaryTable(summary) {
       h("strong", {}, "Paper: "), paper.citation || "no paper numbers for this experiment"));
 }
 
+/**
+ * The label-noise audit (summary.audit): per method and noise level, how well the inspector's noise
+ * score ranks the planted (flipped) pairs — ROC AUC and precision@k with 95 % intervals, and the base rate.
+ */
+export function auditTable(summary) {
+  if (!summary.audit || !summary.audit.rows.length) return null;
+  const est = (e) => h("td", { class: "num ours" }, h("strong", {}, e.value === null ? "–" : e.value.toFixed(3)),
+    e.low === null ? null : h("span", { class: "ci" }, `[${e.low.toFixed(3)}, ${e.high.toFixed(3)}]`));
+  return h("div", { class: "summary-table", id: "audit" },
+    h("h3", {}, "Does the noise score find the planted pairs?"),
+    h("table", { class: "grid", id: "audit-table" },
+      h("thead", {}, h("tr", {}, ["method", "noise", "pairs n", "planted k", "ROC AUC (chance 0.5)",
+        "precision@k", "base rate k/n"].map((c) => h("th", {}, c)))),
+      h("tbody", {}, summary.audit.rows.map((r) => h("tr", { dataset: { label: r.method, column: r.column } },
+        h("th", { scope: "row" }, r.method), h("td", {}, r.column), h("td", { class: "num" }, String(r.n)),
+        h("td", { class: "num" }, String(r.k)), est(r.auc), est(r.precision),
+        h("td", { class: "num" }, r.base_rate.toFixed(3)))))),
+    h("p", { class: "small muted" }, summary.audit.note));
+}
+
 /** The headline and one line per comparison (or claim), each with its verdict as a badge. */
 export function verdictList(summary) {
   const items = summary.verdicts.map((v) => h("li", { class: `verdict ${v.category}` },

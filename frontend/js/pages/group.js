@@ -9,7 +9,7 @@ import { h, replace, stateBox } from "../dom.js";
 import { ACTIVE } from "../format.js";
 import { drawFigure } from "../group/figure.js";
 import { groupHeader, runList, runsDone } from "../group/runs.js";
-import { summaryTable, verdictList } from "../group/summary.js";
+import { auditTable, summaryTable, verdictList } from "../group/summary.js";
 
 const POLL_MS = 2000;
 
@@ -85,7 +85,7 @@ class GroupPage {
       : null;
     replace(this.summary,
       h("div", { class: "card" }, h("h2", {}, "Ours next to the paper"), partial,
-        summaryTable(summary), h("h3", {}, "Verdicts"), verdictList(summary)),
+        summaryTable(summary), auditTable(summary), h("h3", {}, "Verdicts"), verdictList(summary)),
       h("div", { class: "card" }, figure));
     try {
       await drawFigure(figure, summary.figure);
