@@ -150,7 +150,7 @@ def test_exports_stream_csv_and_parquet(client, settings):
 
 def test_pair_summary_by_noise_score_and_beta_advice(client):
     run_id = _running(client)
-    # z = (M − 0) / 0.5: p_low sits 4σ below M0 once, 2σ above once → score (4 + 0) / 2 = 2; p_mid 1σ below → 1
+    # z = (M − 0) / 0.5: p_low 4σ below M0 once, 2σ above once → score (4 + 0) / 2 = 2; p_mid 1σ below → 1
     write_pairs(client, run_id, [pair_record(1, "p_low", -2.0, False), pair_record(2, "p_low", 1.0, True)])
     write_pairs(client, run_id, [pair_record(1, "p_mid", -0.5, True), pair_record(2, "p_hi", 3.0, False)])
     ranked = client.get(f"/api/runs/{run_id}/pairs/summary", params={"order": "noise_score"})

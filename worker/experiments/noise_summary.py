@@ -87,7 +87,8 @@ def _audit_verdict(row: dict[str, Any]) -> dict[str, Any]:
             f"{auc['value']:.3f} [{auc['low']:.3f}, {auc['high']:.3f}] vs 0.5, precision@{row['k']} "
             f"{precision['value']:.3f} [{precision['low']:.3f}, {precision['high']:.3f}] vs base rate "
             f"{row['base_rate']:.3f} → {said}")  # fmt: skip
-    return {"verdict": said, "category": _category(said), "text": text, "claim": text.removesuffix(f" → {said}"),
+    claim = text.removesuffix(f" → {said}")
+    return {"verdict": said, "category": _category(said), "text": text, "claim": claim,
             "method": row["method"], "column": row["column"]}  # fmt: skip
 
 
