@@ -76,6 +76,8 @@ export const api = {
     request("GET", `/runs/${enc(id)}/metrics`, { params: { key: keys, max_points: maxPoints } }),
   pairs: (id, params) => request("GET", `/runs/${enc(id)}/pairs`, { params }),
   pairSummary: (id, params) => request("GET", `/runs/${enc(id)}/pairs/summary`, { params }),
+  betaAdvice: (id, firstSteps = 10) =>
+    request("GET", `/runs/${enc(id)}/beta_advice`, { params: { first_steps: firstSteps } }),
   evaluations: (id) => request("GET", `/runs/${enc(id)}/evaluations`),
   compare: (runs, keys, maxPoints = 1000) =>
     request("GET", "/compare", { params: { run: runs, key: keys, max_points: maxPoints } }),

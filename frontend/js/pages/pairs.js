@@ -40,9 +40,10 @@ export async function mount(root, { id, params }) {
       h("a", { href: `#/run/${id}` }, `← ${run.name}`),
       h("span", { class: "muted small" }, `M0 now ${num(m0, 3)} (u-units) · β-guided filtering keeps pairs near M0`)),
     h("div", { class: "controls card" },
-      h("div", { class: "tabs" }, tab("pairs", "Filtered pairs"), tab("records", "Filtered occurrences"), tab("step", "One step")),
+      h("div", { class: "tabs" }, tab("pairs", "Filtered pairs"), tab("suspicious", "Most suspicious"),
+        tab("records", "Filtered occurrences"), tab("step", "One step")),
       h("label", {}, "step", stepInput),
-      state.tab !== "step" ? h("label", {}, "show", select(SIDES, state.side, (side) => go({ side }), "side")) : null,
+      !["step", "suspicious"].includes(state.tab) ? h("label", {}, "show", select(SIDES, state.side, (side) => go({ side }), "side")) : null,
       state.tab === "records" && state.side === "all" ? h("label", {}, "sort", select(Object.fromEntries(Object.entries(SORTS)
         .map(([k, v]) => [k, v.label])), state.sort, (sort) => go({ sort }), "sort")) : null),
     body);
@@ -51,6 +52,7 @@ export async function mount(root, { id, params }) {
     if (state.tab === "step" && Number.isInteger(state.step)) await stepView(body, id, state.step);
     else if (state.tab === "step") replace(body, stateBox("empty", "Enter a step, or click a step on any chart of the run page."));
     else if (state.tab === "records") await recordsView(body, id, state);
+    else if (state.tab === "suspicious") await suspiciousView(body, id);
     else await summaryView(body, id, state, m0, run);
   } catch (error) {
     replace(body, stateBox("error", `Could not load pairs: ${message(error)}`));
@@ -109,6 +111,30 @@ async function summaryView(body, id, state, m0, run) {
     h("p", { class: "muted small" }, `${shown.length} pairs filtered at least once, most often first. `
       + "High: mean M above M0 (easy or uninformative); low/negative: below M0 (possibly mislabelled)."),
     list, more);
+}
+
+/** Every pair by its noise score (mean of max(0, −z) over its records), planted pairs marked. */
+async function suspiciousView(body, id) {
+  const rows = await api.pairSummary(id, { order: "noise_score", limit: 200 });
+  if (!rows.length || rows[0].noise_score === null) {
+    replace(body, stateBox("empty", rows.length ? "The noise score needs β-DPO's M0 and σ: enable beta_dpo "
+      + "(dynamic_beta and filtering may both be off, the loss is then plain DPO)." : "No pair records yet."));
+    return;
+  }
+  const planted = rows.filter((r) => r.planted !== null);
+  const card = (r) => {
+    const node = pairCard(r, [["noise score", num(r.noise_score, 3)], ["filtered below M0", `${r.times_filtered_below} of ${r.times_seen}`],
+      ["mean M", num(r.mean_discrepancy, 4)]]);
+    if (r.planted) node.querySelector(".pair-head").prepend(h("span", { class: "badge planted", title: "label noise "
+      + "planted by data.label_noise: chosen and rejected were swapped on purpose" }, "planted"));
+    return node;
+  };
+  replace(body, h("p", { class: "muted small" }, "Most suspicious first: the noise score is how far below M0, in σ, "
+    + "a pair sat on average over its records (0 = never below). A mislabelled pair is learnt the other way round, "
+    + "so it sinks below M0."
+    + (planted.length ? ` This run planted label noise: ${planted.filter((r) => r.planted).length} of the top `
+      + `${rows.length} are planted pairs.` : "")),
+  h("div", { id: "suspicious" }, rows.slice(0, PAGE * 2).map(card)));
 }
 
 async function recordsView(body, id, state) {

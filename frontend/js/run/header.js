@@ -5,6 +5,7 @@
 import { api, message } from "../api.js";
 import { h, replace, stat } from "../dom.js";
 import { ACTIVE, duration, method, num, percent, runDuration, stepOf, when } from "../format.js";
+import { adviceBox, scopeNote } from "./advice.js";
 
 export class RunHeader {
   constructor(node, runId) {
@@ -31,7 +32,7 @@ export class RunHeader {
           h("a", { class: "button", href: `#/run/${runId}/pairs`, id: "open-pairs" }, "Outlier inspector"),
           h("a", { class: "button", href: api.exportUrl(runId, "metrics", "csv"), download: "" }, "Metrics CSV"),
           h("a", { class: "button", href: api.exportUrl(runId, "pairs", "csv"), download: "" }, "Pairs CSV")),
-        this.stats, this.note),
+        this.stats, adviceBox(runId), this.note),
       this.error);
   }
 
@@ -59,7 +60,8 @@ export class RunHeader {
     this.badge.className = `badge ${run.status}`;
     this.badge.dataset.status = run.status;
     this.badge.textContent = run.stop_requested && active ? "stopping" : run.status;
-    this.summary.textContent = `${method(run.config)} · β0 ${num(run.beta0, 3)}${run.preset ? ` · preset ${run.preset}` : ""}`;
+    replace(this.summary, `${method(run.config)} · β0 ${num(run.beta0, 3)}${run.preset ? ` · preset ${run.preset}` : ""}`,
+      scopeNote(run.config));
     replace(this.links, run.parent_id ? h("a", { href: `#/run/${run.parent_id}` }, "parent run") : null);
     this.stop.disabled = !active || run.stop_requested;
     this.resume.disabled = !["stopped", "failed"].includes(run.status);
