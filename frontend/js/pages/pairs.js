@@ -125,6 +125,7 @@ async function suspiciousView(body, id) {
   const card = (r) => {
     const node = pairCard(r, [["noise score", num(r.noise_score, 3)], ["filtered below M0", `${r.times_filtered_below} of ${r.times_seen}`],
       ["mean M", num(r.mean_discrepancy, 4)]]);
+    node.dataset.noiseScore = String(r.noise_score);
     if (r.planted) node.querySelector(".pair-head").prepend(h("span", { class: "badge planted", title: "label noise "
       + "planted by data.label_noise: chosen and rejected were swapped on purpose" }, "planted"));
     return node;
