@@ -4,7 +4,7 @@ batch`` (a no-grad scoring pass over the step's micro-batches, then one calibrat
 named peer ``scope: micro_batch`` (the authors' per-micro-batch calibration, no extra pass), in
 interleaved repeats on the same machine. Prints one JSON line: the medians and their ratio.
 
-    .venv/bin/python -m bench.beta_dpo_scope             # 3 interleaved pairs of 12 steps
+    .venv/bin/python -m bench.beta_dpo_scope             # 5 interleaved pairs of 40 steps
     .venv/bin/python -m bench.beta_dpo_scope --quick     # 1 pair of 4 steps
 """
 
@@ -40,7 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    pairs, steps = (1, 4) if args.quick else (3, 12)
+    pairs, steps = (1, 4) if args.quick else (5, 40)
     samples: dict[str, list[float]] = {"batch": [], "micro_batch": []}
     load_before = os.getloadavg()[0]
     for repeat in range(pairs):

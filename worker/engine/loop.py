@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -46,6 +46,7 @@ from worker.engine.step_metrics import (
 )
 
 Status = Literal["succeeded", "failed", "stopped"]
+Scored = tuple[Any, PairScores]  # a collated micro-batch and its reference scores
 
 
 @dataclass
@@ -141,12 +142,16 @@ class Trainer:
 
     # ------------------------------------------------------------------------------- one step
     def _micro_batch(
-        self, items: list, batch_calibration: BatchCalibration | None
+        self, items: list, batch_calibration: BatchCalibration | None, scored: Scored | None = None
     ) -> tuple[ObjectiveOutput, MicroBatchOutcome]:
+        """One gradient micro-batch; ``scored`` is its collated batch and reference scores from the
+        batch-scope scoring pass (so neither is computed twice)."""
+        if scored is None:
+            batch = self.family.collate(items[self.world.shard(self.micro_global)])
+            scored = (batch, self.family.reference_scores(batch))
+        batch, reference = scored
         shard = self.world.shard(self.micro_global)
-        batch = self.family.collate(items[shard])
         policy = self.family.policy_scores(batch)
-        reference = self.family.reference_scores(batch)
         output = self.objective(
             policy, reference, self._gather, shard, self.world.size, batch=batch_calibration
         )
@@ -156,21 +161,23 @@ class Trainer:
     def _gather(self, values: Tensor) -> Tensor:
         return dist.gather_cat(values, self.world)
 
-    def _calibrate_batch(self, micro_batches: list[list]) -> Calibration | None:
+    def _calibrate_batch(self, micro_batches: list[list]) -> tuple[Calibration | None, list[Scored | None]]:
         """Scope ``batch`` with accumulation: one calibration over the whole step's pairs, from a
-        no-grad scoring pass (SCIENCE.md product decision 6); None when each micro-batch calibrates
-        itself (scope ``micro_batch``, or a single micro-batch, which is the whole batch)."""
+        no-grad policy scoring pass (SCIENCE.md product decision 6), and each micro-batch's collated
+        batch and reference scores for its gradient pass. (None, [None…]) when each micro-batch
+        calibrates itself (scope ``micro_batch``, or a single micro-batch, which is the whole batch)."""
         if self.calibrator is None or self.config.beta_dpo.scope != "batch" or len(micro_batches) == 1:
-            return None
+            return None, [None] * len(micro_batches)
         shard = self.world.shard(self.micro_global)
-        logits = []
+        logits, scored = [], []
         with torch.no_grad():
             for items in micro_batches:
                 batch = self.family.collate(items[shard])
-                policy, reference = self.family.policy_scores(batch), self.family.reference_scores(batch)
-                chosen, rejected = self.objective.log_ratios(policy, reference)
+                reference = self.family.reference_scores(batch)
+                chosen, rejected = self.objective.log_ratios(self.family.policy_scores(batch), reference)
                 logits.append(dist.gather_cat(chosen - rejected, self.world))
-        return self.calibrator.calibrate(torch.cat(logits))
+                scored.append((batch, reference))
+        return self.calibrator.calibrate(torch.cat(logits)), scored
 
     def _gathered(self, outcome: MicroBatchOutcome) -> MicroBatchOutcome:
         """The outcome with every per-pair tensor concatenated over ranks."""
@@ -203,12 +210,12 @@ class Trainer:
         acc = StepAccumulator()
         total = torch.zeros((), device=self.world.device)
         micro_batches = [self.sampler.next_micro_batch(self.micro_global) for _ in range(accumulation)]
-        calibration = self._calibrate_batch(micro_batches)
+        calibration, scored = self._calibrate_batch(micro_batches)
         for index, items in enumerate(micro_batches):
             at = None
             if calibration is not None:
                 at = BatchCalibration(calibration, index * self.micro_global, accumulation)
-            output, outcome = self._micro_batch(items, at)
+            output, outcome = self._micro_batch(items, at, scored[index])
             (output.loss / accumulation).backward()
             total = total + output.loss.detach() / accumulation
             acc.add(outcome)
