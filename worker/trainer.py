@@ -37,6 +37,7 @@ from backend.storage import runs
 from backend.storage.db import make_engine
 from backend.storage.fencing import StaleAttempt
 from contracts.config import RunConfig
+from contracts.deployment import Allowed, ConfigRefused, refusals
 from worker.db_sink import DbSink
 from worker.engine.checkpoint import has_checkpoint
 from worker.engine.loop import RunSummary, train
@@ -74,6 +75,7 @@ def execute(
     attempt: int,
     console: bool = False,
     shutdown: Callable[[], bool] = lambda: False,
+    allowed: Allowed | None = None,
 ) -> RunSummary:
     """Trains the claimed run ``run_id`` at ``attempt`` and records its outcome in the store.
 
@@ -96,6 +98,8 @@ def execute(
     if resuming:
         print(f"run {run_id} attempt {attempt}: resuming from the checkpoint in {folder}", file=sys.stderr)
     try:
+        if allowed is not None and (found := refusals(config, allowed)):
+            raise ConfigRefused(found)
         if row.checkpoint_path and not resuming:
             raise CheckpointNotShared(
                 f"run {run_id} resumes from a checkpoint ({row.checkpoint_path}) but {folder} holds none: "
@@ -234,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     watch_supervisor(shutdown)
     engine = make_engine(get_settings().database_url)
     try:
-        summary = execute(engine, run_id, attempt, shutdown=shutdown)
+        summary = execute(engine, run_id, attempt, shutdown=shutdown, allowed=get_settings().allowed())
     finally:
         engine.dispose()
     return 0 if summary.status != "failed" else 1

@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from backend.api import errors
 from backend.api.deps import ApiContext
-from backend.api.options import REPO_ROOT, ApiOptions, dataset_roots, model_roots
+from backend.api.options import REPO_ROOT, ApiOptions
 from backend.api.routers import (
     compare,
     datasets,
@@ -55,8 +55,7 @@ def create_app(
         options=options or ApiOptions.from_env(os.environ),
         engine=engine,
         enqueuer=enqueuer or default_enqueuer(settings.broker_url),
-        model_roots=model_roots(settings),
-        dataset_roots=dataset_roots(settings),
+        allowed=settings.allowed(),
     )
 
     @asynccontextmanager

@@ -1,4 +1,4 @@
-"""What handlers receive: the app's context (engine, settings, options, enqueuer, roots), a read
+"""What handlers receive: the app's context (engine, settings, options, enqueuer, what runs may reach), a read
 connection, and an existing run (404 otherwise).
 
 Reads go through ``reader(engine)`` (SQLite: DEFERRED transactions that never block the writer);
@@ -23,6 +23,7 @@ from backend.settings import Settings
 from backend.storage import runs
 from backend.storage.db import reader
 from backend.storage.runs import RunRow
+from contracts.deployment import Allowed
 
 
 @dataclass(frozen=True)
@@ -33,13 +34,20 @@ class ApiContext:
     options: ApiOptions
     engine: Engine
     enqueuer: Enqueuer
-    model_roots: tuple[Path, ...]
-    dataset_roots: tuple[Path, ...]
+    allowed: Allowed
 
     @property
     def reads(self) -> Engine:
         """The engine for read-only transactions."""
         return reader(self.engine)
+
+    @property
+    def model_roots(self) -> tuple[Path, ...]:
+        return self.allowed.model_roots
+
+    @property
+    def dataset_roots(self) -> tuple[Path, ...]:
+        return self.allowed.dataset_roots
 
     @property
     def datasets_dir(self) -> Path:

@@ -42,7 +42,7 @@ def launch(
     """Insert queued runs for ``configs`` (one transaction), then enqueue them. With ``checkpoint``,
     that folder is copied as the (single) new run's checkpoint and recorded as its ``checkpoint_path``,
     so that a worker which cannot see it fails the run instead of training it from step 0."""
-    configs = [checked(c, ctx.model_roots, ctx.dataset_roots) for c in configs]
+    configs = [checked(c, ctx.allowed) for c in configs]
     with ctx.engine.begin() as conn:
         ids = [
             runs.create_run(conn, c.model_dump_json(), c.name, c.preset, c.group, parent_id) for c in configs

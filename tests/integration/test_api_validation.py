@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -128,5 +129,16 @@ def _model_dir(folder, config: dict | None = None, weights: str | None = "model.
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps(config or {"model_type": "gpt_neox"}))
     if weights:
-        (folder / weights).write_bytes(b"\0" * 8)
+        (folder / weights).write_bytes(safetensors_bytes({"w": [2, 2]}))
     return folder
+
+
+def safetensors_bytes(shapes: dict[str, list[int]]) -> bytes:
+    """A float32 safetensors file of zero tensors with ``shapes`` (its header, then the data)."""
+    header, offset = {}, 0
+    for name, shape in shapes.items():
+        size = 4 * math.prod(shape)
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text + b"\0" * offset
