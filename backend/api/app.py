@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from backend.api import errors
+from backend.api.body_budget import BodyBudget
 from backend.api.deps import ApiContext
 from backend.api.options import REPO_ROOT, ApiOptions
 from backend.api.routers import (
@@ -68,7 +69,9 @@ def create_app(
     errors.install(app)
     for module in ROUTERS:
         app.include_router(module.router)
-    app.add_middleware(SecurityMiddleware, token=settings.api_token, options=context.options)
+    caps = context.options
+    app.add_middleware(BodyBudget, max_body_bytes=caps.max_body_bytes, max_json_depth=caps.max_json_depth)
+    app.add_middleware(SecurityMiddleware, token=settings.api_token, options=caps)  # outermost: auth first
     if frontend_dir is not None and frontend_dir.is_dir():
         app.mount("/", StaticFiles(directory=frontend_dir, html=True), name="frontend")
     return app

@@ -27,6 +27,10 @@ class ApiError(Exception):
         self.detail = detail
 
 
+class BadRequest(ApiError):
+    status = 400
+
+
 class NotFound(ApiError):
     status = 404
 

@@ -68,7 +68,7 @@ class SecurityMiddleware:
             return
         refusal = self.refusal(scope)
         if refusal is not None:
-            await _respond(send, *refusal)
+            await respond_json(send, *refusal)
             return
 
         async def send_with_headers(message: Message) -> None:
@@ -138,8 +138,12 @@ def _cookies(headers: dict[str, str]) -> dict[str, str]:
     return {name: morsel.value for name, morsel in jar.items()}
 
 
-async def _respond(send: Send, status: int, message: str, extra: list[tuple[bytes, bytes]]) -> None:
-    body = json.dumps({"detail": message}).encode()
+async def respond_json(
+    send: Send, status: int, detail: Any, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Send a whole ``{"detail": detail}`` JSON response from a middleware."""
+    extra = extra or []
+    body = json.dumps({"detail": detail}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [*extra, *EXTRA_HEADERS]
     await send({"type": "http.response.start", "status": status, "headers": headers})
