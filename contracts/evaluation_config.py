@@ -22,7 +22,7 @@ class JudgeConfig(Frozen):
     higher score wins; ``rule``: the constructed tasks' ground-truth rule (a response that is exactly
     right beats one that is not), or, with ``entry_point`` ("package.module:function", a module
     importable in the worker's environment, never a file path), the user's own scoring function
-    (worker.engine.custom_judge; the operator lists the allowed ones); ``openai``: an
+    (worker.engine.evaluation.custom_judge; the operator lists the allowed ones); ``openai``: an
     OpenAI-compatible chat-completions endpoint that the operator configured under the name
     ``endpoint`` (its URL and key stay in the deployment's settings, never in a config; see
     contracts.deployment) asked for ``model``, in both orders to cancel position bias, its cost

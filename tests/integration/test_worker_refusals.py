@@ -21,7 +21,7 @@ from tests.integration.conftest import REPO, run_row, tiny_config
 
 
 def _trainer(tmp_path: Path, config: dict, env: dict[str, str]) -> runs.RunRow:
-    """Insert ``config`` as a claimed run, run ``python -m worker.trainer`` on it, return the row."""
+    """Insert ``config`` as a claimed run, run ``python -m worker.jobs.trainer`` on it, return the row."""
     url = f"sqlite:///{tmp_path / 'alignscope.db'}"
     engine = init_db(url)
     with engine.begin() as conn:
@@ -36,7 +36,7 @@ def _trainer(tmp_path: Path, config: dict, env: dict[str, str]) -> runs.RunRow:
         **env,
     }
     done = subprocess.run(
-        [sys.executable, "-m", "worker.trainer", run_id, "1"],
+        [sys.executable, "-m", "worker.jobs.trainer", run_id, "1"],
         env=environ,
         cwd=REPO,
         capture_output=True,
