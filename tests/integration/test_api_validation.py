@@ -113,7 +113,8 @@ def test_gguf_file_must_be_a_plain_name(client, queue, tmp_path):
 
 def test_dataset_paths_must_lie_under_the_dataset_roots(client, queue, tmp_path):
     (tmp_path / "corpora").mkdir()
-    (tmp_path / "corpora" / "ok.jsonl").write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
+    rows = "".join(f'{{"prompt": "p{i}", "chosen": "a", "rejected": "b"}}\n' for i in range(4))
+    (tmp_path / "corpora" / "ok.jsonl").write_text(rows)  # four rows fill TINY's micro-batch of 4
     (tmp_path / "private.jsonl").write_text("{}\n")
     for path in (str(tmp_path / "private.jsonl"), str(tmp_path / "corpora" / ".." / "private.jsonl")):
         assert _refused(client, queue, {**TINY, "data": {"source": "file", "path": path}}) == ["data.path"]
