@@ -8,7 +8,7 @@ writes through ``engine.begin()`` (SQLite: BEGIN IMMEDIATE).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
 from backend.api.errors import NotFound
+from backend.api.login_throttle import LoginThrottle
 from backend.api.options import ApiOptions
 from backend.queue import Enqueuer
 from backend.settings import Settings
@@ -35,6 +36,7 @@ class ApiContext:
     engine: Engine
     enqueuer: Enqueuer
     allowed: Allowed
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
     @property
     def reads(self) -> Engine:
