@@ -132,7 +132,7 @@ def main() -> None:
     caps = ApiOptions()
     jsonl_bytes = int(caps.max_upload_bytes * args.scale) - 64 * 1024
     inflated_bytes = int(caps.max_decompressed_bytes * args.scale) - 64 * 1024
-    row_bytes = max(600, inflated_bytes // int(caps.max_upload_rows * args.scale) + 1)
+    row_bytes = max(1000, 2 * inflated_bytes // int(caps.max_upload_rows * args.scale))  # half the row cap
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="alignscope-upload-bench-") as tmp:
         folder = Path(tmp)
