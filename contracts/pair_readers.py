@@ -137,7 +137,10 @@ def _json_lines(path: Path, budget: ReadBudget) -> Iterator[tuple[int, Any]]:
             while line := handle.readline(limit) if limit else handle.readline():
                 number += 1
                 if limit and len(line) >= limit and not line.endswith("\n"):
-                    counter.add(number, len(line.encode()) + 1)  # raises: the line is too long
+                    cap = budget.max_record_bytes
+                    raise BudgetExceeded(
+                        f"{source}:{number}: a record longer than {cap} bytes (at most {cap})"
+                    )
                 if not line.strip():
                     continue
                 counter.add(number, len(line.encode()))
