@@ -45,7 +45,7 @@ def test_scan_keeps_only_what_it_is_asked_to(tmp_path):
     ("budget", "fragment"),
     [
         (ReadBudget(max_rows=3), "more than 3 rows"),
-        (ReadBudget(max_record_bytes=20), ":1: a record of"),
+        (ReadBudget(max_record_bytes=20), ":1: a record longer than 20 bytes"),
         (ReadBudget(max_total_bytes=100), "more than 100 bytes"),
     ],
 )
