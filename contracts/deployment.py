@@ -150,6 +150,12 @@ def _path_refusals(config: RunConfig, allowed: Allowed) -> list[Refusal]:
     found = []
     if model.source in ("pretrained", "gguf") and model.path:
         found += _under("model.path", model.path, allowed.model_roots)
+    if model.gguf_file is not None and (
+        Path(model.gguf_file).name != model.gguf_file or model.gguf_file in ("", ".", "..")
+    ):
+        found.append(
+            Refusal("model.gguf_file", "must be a plain .gguf file name inside model.path (no folders)")
+        )
     if judge.path:
         found += _under("evaluation.judge.path", judge.path, allowed.model_roots)
     for name in ("path", "eval_path"):
