@@ -33,6 +33,9 @@ document.getElementById("login").addEventListener("submit", async (event) => {
   const token = document.getElementById("token").value;
   const reply = await fetch("/api/login", {method: "POST", headers: {"Content-Type": "application/json"},
     body: JSON.stringify({token})});
+  if (reply.status === 429) {
+    document.getElementById("error").textContent = (await reply.json()).detail; return;
+  }
   if (!reply.ok) { document.getElementById("error").textContent = "Wrong token."; return; }
   const next = new URLSearchParams(location.search).get("next") || "/";
   location.assign(/^\\/(?![\\/\\\\])/.test(next) ? next : "/");
