@@ -22,6 +22,7 @@ from backend.api.routers import (
     compare,
     datasets,
     experiments,
+    ingest,
     login,
     metrics,
     pairs,
@@ -35,7 +36,7 @@ from backend.settings import Settings, get_settings
 from backend.storage.db import init_db, make_engine
 
 FRONTEND_DIR = REPO_ROOT / "frontend"
-ROUTERS = (runs, metrics, pairs, compare, stream, datasets, presets, experiments, login)
+ROUTERS = (runs, metrics, pairs, compare, stream, datasets, presets, experiments, login, ingest)
 
 
 def create_app(
