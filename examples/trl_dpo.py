@@ -49,6 +49,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--run-name", default="trl-dpo-example")
     parser.add_argument("--output-dir", default=None)
     parser.add_argument("--spool-dir", default=None, help="where undelivered rows wait")
+    parser.add_argument("--finish-timeout", type=float, default=30.0, help="seconds to deliver at the end")
     parser.add_argument("--log-history", type=Path, help="write TRL's log history here as JSON")
     return parser.parse_args(argv)
 
@@ -93,7 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     trainer = DPOTrainer(
         model=model, ref_model=copy.deepcopy(model).eval(), args=config, train_dataset=dataset(args),
         processing_class=tokenizer,
-        alignscope=Logging(url=args.url, token=args.token, spool_dir=args.spool_dir),  # ← alignscope
+        alignscope=Logging(url=args.url, token=args.token, spool_dir=args.spool_dir,  # ← alignscope
+                           finish_timeout_s=args.finish_timeout),
         beta_dpo=BetaDPO() if args.beta_dpo else None,
     )  # fmt: skip
     trainer.train()
