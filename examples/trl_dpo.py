@@ -26,8 +26,8 @@ from trl import DPOConfig
 from alignscope.trl import BetaDPO, DPOTrainer, Logging  # ← alignscope (instead of trl's DPOTrainer)
 from contracts.config import ConstructedDataSpec
 from contracts.pairs import read_rows
-from worker.engine.constructed import constructed_rows
-from worker.engine.tokenizer import build_tiny_tokenizer
+from worker.engine.data.constructed import constructed_rows
+from worker.engine.data.tokenizer import build_tiny_tokenizer
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
