@@ -43,6 +43,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8, help="per device")
     parser.add_argument("--grad-accum", type=int, default=1)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--optim", default="adamw_torch", help="transformers' optimizer name, e.g. sgd")
     parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--logging-steps", type=int, default=1)
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     config = DPOConfig(
         output_dir=args.output_dir or tempfile.mkdtemp(prefix="trl-dpo-"), max_steps=args.max_steps,
         per_device_train_batch_size=args.batch_size, gradient_accumulation_steps=args.grad_accum,
-        learning_rate=args.lr, beta=args.beta, logging_steps=args.logging_steps, save_strategy="no",
+        learning_rate=args.lr, optim=args.optim, beta=args.beta, logging_steps=args.logging_steps, save_strategy="no",
         report_to=[], seed=args.seed, data_seed=args.seed, use_cpu=not torch.cuda.is_available(),
         run_name=args.run_name, max_length=128, disable_tqdm=True,
     )  # fmt: skip

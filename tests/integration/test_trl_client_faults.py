@@ -54,7 +54,7 @@ def test_server_outage_mid_run(keeper: ProcessKeeper, tmp_path: Path) -> None:
     during = [s for s, t in walls.items() if down + 1 < t < up - 1]
     assert during, "no step was trained while the server was down: training waited"
     gaps = [b - a for a, b in zip(sorted(walls.values()), sorted(walls.values())[1:], strict=False)]
-    assert max(gaps) < OUTAGE_S / 2, f"a step waited {max(gaps):.1f} s"
+    assert max(gaps) < OUTAGE_S, f"a step waited {max(gaps):.1f} s, as long as the outage"
 
 
 def test_server_never_back_then_sync(keeper: ProcessKeeper, tmp_path: Path) -> None:
