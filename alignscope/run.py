@@ -18,6 +18,7 @@ import itertools
 import logging
 import os
 import platform
+import re
 import sys
 import threading
 import time
@@ -31,6 +32,7 @@ from alignscope.sender import Sender
 from alignscope.spool import Spool
 from alignscope.transport import HttpTransport
 from contracts.events import MetricPoint, PairRecord, PairText
+from contracts.ingest import RUN_ID_PATTERN
 
 log = logging.getLogger("alignscope")
 DEFAULT_SPOOL_DIR = Path(".alignscope") / "spool"
@@ -63,6 +65,8 @@ class Run:
         run_id: str | None,
         sender_options: Mapping[str, float] | None = None,
     ) -> None:
+        if run_id is not None and not re.fullmatch(RUN_ID_PATTERN, run_id):
+            raise ValueError(f"run_id {run_id!r}: expected 32 lowercase hex digits, e.g. uuid.uuid4().hex")
         self.id = run_id or uuid.uuid4().hex
         self.name = name
         self.url = url

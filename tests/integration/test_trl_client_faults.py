@@ -24,8 +24,11 @@ OUTAGE_S = 8.0
 
 
 def assert_all_once(server: Server, run_id: str, logs: dict[int, dict], batch: int) -> None:
-    """Every logged step has its batch of pair records and its points, exactly once."""
-    pairs = by_step(server.pairs(run_id))
+    """Every logged step has its batch of pair records and its points, exactly once, stored in the
+    order they were logged (the stream cursor ``seq`` grows with the step)."""
+    records = server.pairs(run_id)
+    assert [r["seq"] for r in records] == sorted(r["seq"] for r in records)  # listed by step
+    pairs = by_step(records)
     assert sorted(pairs) == sorted(logs)
     for step, records in pairs.items():
         assert len(records) == batch, step
