@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import REPO, Service, Tab
-from tests.e2e.test_dashboard import click_a_step
 
 pytestmark = pytest.mark.browser
 SCREENSHOTS = REPO / "docs" / "screenshots"
@@ -50,8 +49,9 @@ def test_external_run_page_and_outlier_inspector(service: Service, tab: Tab, tmp
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "external-trl-run.png"), full_page=False)
 
-    click_a_step(tab, "#chart-loss")
+    page.goto(f"{service.base}/#/run/{run_id}/pairs?step=5")  # the inspector, as a click on step 5 opens it
     page.wait_for_selector(".pair")
+    assert page.locator(".pair").count() == 8
     first = page.locator(".pair").first
     for side in ("prompt", "chosen", "rejected"):
         assert first.locator(f".{side} pre").inner_text().strip(), f"{side} text missing"
@@ -65,3 +65,17 @@ def test_external_run_page_and_outlier_inspector(service: Service, tab: Tab, tmp
     row.wait_for()
     assert "external · trl" in row.inner_text()
     assert row.locator("text=Resume").count() == 0 and row.locator("text=Clone").count() == 0
+
+
+def test_compare_an_external_run_with_a_native_one(service: Service, tab: Tab, tmp_path: Path) -> None:
+    external, native = external_run(service, tmp_path), service.dpo_run_id()
+    page = tab.page
+    page.goto(f"{service.base}/#/runs")
+    for run_id in (native, external):
+        page.check(f"tr[data-run-id='{run_id}'] input[type=checkbox]")
+    page.click("#compare-selected")
+    page.wait_for_selector("#app[data-ready='1']")
+    for key in ("train/loss", "train/rewards/margin"):
+        assert page.locator(f".chart[data-key='{key}'] .scatterlayer .trace").count() == 2, key
+    page.wait_for_selector("#chart-distribution[data-ready='1']", timeout=30_000)
+    page.screenshot(path=str(SCREENSHOTS / "external-trl-compare.png"), full_page=False)

@@ -65,7 +65,7 @@ export class RunHeader {
     replace(this.links, run.parent_id ? h("a", { href: `#/run/${run.parent_id}` }, "parent run") : null);
     this.stop.disabled = !active || run.stop_requested;
     this.resume.disabled = !["stopped", "failed"].includes(run.status);
-    this.resume.hidden = this.clone.hidden = Boolean(run.external);
+    for (const node of [this.resume, this.clone]) node.style.display = run.external ? "none" : "";
     this.external.hidden = !run.external;
     if (run.external) {
       this.summary.textContent += ` · external (${run.source})`;
