@@ -14,6 +14,7 @@ sets ``control.should_training_stop`` on every rank at the next step. Tested wit
 
 from __future__ import annotations
 
+import json
 import traceback
 from typing import Any
 
@@ -27,7 +28,7 @@ from alignscope.trl.options import BetaDPO, Logging
 from alignscope.trl.recorder import Recorder, json_safe
 from alignscope.trl.step_values import COLUMNS, MicroBatch
 from contracts.events import PairText
-from contracts.pairs import pair_id
+from contracts.pairs import PreferenceRow
 from worker.alignment.beta_dpo import BetaCalibrator, Calibration
 
 PAIRS_KEY = "alignscope_pairs"
@@ -48,7 +49,7 @@ class DPOTrainer(trl.DPOTrainer):
         self.capture = LogProbCapture(models)
         generator = torch.Generator().manual_seed(beta_dpo.seed) if beta_dpo else None
         self.calibrator = BetaCalibrator(beta_dpo.settings(self.beta), generator) if beta_dpo else None
-        self.data_collator = _WithPairs(self.data_collator)
+        self.data_collator = _WithPairs(self.data_collator, getattr(self.processing_class, "eos_token", None))
         self.recorder: Recorder | None = None
         self.stopped_by_dashboard = False
         if self.accelerator.is_main_process:
@@ -166,23 +167,34 @@ class DPOTrainer(trl.DPOTrainer):
 
 
 class _WithPairs:
-    """The data collator, plus each row's (pair_id, prompt, chosen, rejected) under PAIRS_KEY."""
+    """The data collator, plus each row's (pair_id, prompt, chosen, rejected) under PAIRS_KEY.
 
-    def __init__(self, collator: Any) -> None:
+    The pair id is the content hash of contracts.pairs (PreferenceRow.pair_id) of the row as the user
+    gave it (the EOS that TRL appends to string completions is taken off first), so the same pair has
+    the same id in a TRL run and in a native run, and the compare page can align them."""
+
+    def __init__(self, collator: Any, eos: str | None) -> None:
         self.collator = collator
+        self.eos = eos
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         batch = self.collator(examples)
-        batch[PAIRS_KEY] = [_pair(example) for example in examples]
+        batch[PAIRS_KEY] = [self.pair(example) for example in examples]
         return batch
 
-
-def _pair(example: dict[str, Any]) -> tuple[str, str, str, str]:
-    texts = [example.get(name) for name in TEXT_FIELDS]
-    if any(text is None for text in texts):  # no text columns: the ids of the tokens
-        texts = [str(example[f"{name}_ids"]) for name in TEXT_FIELDS]
-    texts = [t if isinstance(t, str) else json_safe(t).__repr__() for t in texts]
-    return (pair_id(*texts), *texts)
+    def pair(self, example: dict[str, Any]) -> tuple[str, str, str, str]:
+        values = [example.get(name) for name in TEXT_FIELDS]
+        if any(value is None for value in values):  # no text columns: the token ids stand in
+            values = [str(example[f"{name}_ids"]) for name in TEXT_FIELDS]
+        if self.eos:
+            values = [
+                v.removesuffix(self.eos) if isinstance(v, str) and i else v for i, v in enumerate(values)
+            ]
+        row = PreferenceRow(*values, line=0, source="trl", format="")
+        return (
+            row.pair_id,
+            *(v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in values),
+        )
 
 
 class _AlignScopeCallback(TrainerCallback):

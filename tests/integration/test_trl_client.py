@@ -15,11 +15,14 @@ import torch
 from alignscope.trl import BetaDPO
 from backend.storage.runs import CLIENT_LOST
 from contracts import metric_keys as mk
+from contracts.config import ConstructedDataSpec
 from tests.integration.conftest import ProcessKeeper, free_port, wait_for
 from tests.integration.trl_support import Server, by_step, example, finished, trl_logs
 from worker.alignment.beta_dpo import BetaCalibrator, keep_count
+from worker.engine.data.constructed import constructed_rows
 
 pytestmark = pytest.mark.slow
+NATIVE_IDS = {row.pair_id for row in constructed_rows(ConstructedDataSpec(num_pairs=64, seed=0))}
 TRL_MEANS = {  # TRL's logged name → the mean over the step's per-pair records
     "rewards/chosen": lambda p, b: b * (p["policy_chosen_logp"] - p["reference_chosen_logp"]),
     "rewards/rejected": lambda p, b: b * (p["policy_rejected_logp"] - p["reference_rejected_logp"]),
@@ -51,6 +54,7 @@ def test_records_reproduce_trl_means_and_beta_dpo_is_the_engines(
         records = pairs[step]
         assert len(records) == 8 and {r["micro_batch"] for r in records} == {0, 1}
         assert all(r["prompt"] and r["chosen"] and r["rejected"] for r in records)
+        assert {r["pair_id"] for r in records} <= NATIVE_IDS  # the ids a native run gives these pairs
         for name, value in TRL_MEANS.items():
             mean = sum(value(r, 0.1) for r in records) / len(records)
             assert mean == pytest.approx(log[name], rel=1e-5, abs=1e-9), (step, name)
