@@ -25,6 +25,7 @@ from backend.api.routers import (
     compare,
     datasets,
     experiments,
+    ingest,
     login,
     metrics,
     pairs,
@@ -39,7 +40,7 @@ from backend.storage import sessions
 from backend.storage.db import init_db, make_engine, reader
 
 FRONTEND_DIR = REPO_ROOT / "frontend"
-ROUTERS = (runs, metrics, pairs, compare, stream, datasets, presets, experiments, login)
+ROUTERS = (runs, metrics, pairs, compare, stream, datasets, presets, experiments, login, ingest)
 
 
 def session_csrf(engine: Engine, cookie: str) -> str | None:

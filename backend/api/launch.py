@@ -29,6 +29,10 @@ from contracts.config import RunConfig
 
 CHECKPOINT_FILES = ("model.safetensors", "state.pt")
 RESUMABLE = ("stopped", "failed")
+EXTERNAL = (
+    "was trained by an external trainer ({source}) that streamed its rows in: AlignScope has neither its "
+    "checkpoint nor a config its engine can run, so it cannot {action} it; rerun the trainer's script instead"
+)
 DOTTED_KEY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 ABLATIONS: dict[str, dict[str, bool]] = {
     "dpo": {"enabled": False},
@@ -73,6 +77,7 @@ def _copy_checkpoint(source: Path, target: Path) -> None:
 
 def resume(ctx: ApiContext, parent: RunRow) -> RunRow:
     """A new queued run with the parent's config, continuing from the parent's checkpoint."""
+    _native(parent, "resume")
     if parent.status not in RESUMABLE:
         raise Conflict(f"run {parent.id} is {parent.status}; only a stopped or failed run can be resumed")
     folder = Path(parent.checkpoint_path or ctx.checkpoints_dir / parent.id)
@@ -83,12 +88,19 @@ def resume(ctx: ApiContext, parent: RunRow) -> RunRow:
 
 def clone(ctx: ApiContext, parent: RunRow, overrides: Mapping[str, Any]) -> RunRow:
     """A new queued run with the parent's config and ``overrides`` (dotted key → JSON value)."""
+    _native(parent, "clone")
     for key in overrides:
         if not DOTTED_KEY.match(key):
             raise Invalid(("body", "overrides", key), "expected a dotted config key like 'optim.lr'")
     items = [f"{key}={json.dumps(value)}" for key, value in overrides.items()]
     data = apply_overrides(json.loads(parent.config), items)
     return launch(ctx, [_validated(data)], parent.id)[0]
+
+
+def _native(run: RunRow, action: str) -> None:
+    """Conflict for an external run (no engine config, no checkpoint here)."""
+    if run.source is not None:
+        raise Conflict(f"run {run.id} " + EXTERNAL.format(source=run.source, action=action))
 
 
 def ablations(ctx: ApiContext, group: str, base: RunConfig) -> list[RunRow]:

@@ -98,6 +98,7 @@ runs = Table(
     Column("parent_id", ident(32), ForeignKey("runs.id", ondelete="SET NULL")),
     Column("checkpoint_path", Text),
     Column("environment", Text),
+    Column("source", String(32)),  # NULL: a native run; else the external trainer (migration 0009)
     CheckConstraint(f"status IN ({', '.join(repr(s) for s in RUN_STATUSES)})", name="status"),
     Index(None, "status"),
     Index(None, "created_at"),
