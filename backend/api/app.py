@@ -15,7 +15,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from backend.api import errors
+from backend.api import api_docs, errors
 from backend.api.deps import ApiContext
 from backend.api.options import REPO_ROOT, ApiOptions, dataset_roots, model_roots
 from backend.api.routers import (
@@ -64,9 +64,12 @@ def create_app(
         yield
         engine.dispose()
 
-    app = FastAPI(title="AlignScope", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="AlignScope", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.context = context
     errors.install(app)
+    api_docs.install(app)
     for module in ROUTERS:
         app.include_router(module.router)
     app.add_middleware(SecurityMiddleware, token=settings.api_token, options=context.options)
