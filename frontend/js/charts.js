@@ -119,6 +119,7 @@ export class LineChart {
       type: long && !t.stack ? "scattergl" : "scatter",
       mode: "lines",
       name: t.name,
+      meta: t.key, // the metric key, for tests comparing the page with the stored series
       x: series.steps.map(mapX),
       y,
       customdata: series.steps.map((s, i) => [s, series.values[i]]),

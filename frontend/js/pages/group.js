@@ -20,13 +20,19 @@ export async function mount(root, { id }) {
   return () => page.stop();
 }
 
+/** A drawn summary is stale when the summary or the group's status changed (a summary stored while the
+ * group still ran says "Partial summary"; the same summary of a finished group must not). */
+function summaryState(group) {
+  return `${group.summary.created_at}|${group.status}`;
+}
+
 class GroupPage {
   constructor(root, groupId) {
     this.root = root;
     this.groupId = groupId;
     this.timer = null;
     this.stopped = false;
-    this.shownSummary = null; // created_at of the summary drawn, so polling never redraws it
+    this.shownSummary = null; // what the drawn summary showed (see summaryState), so polling redraws only on change
     this.header = h("div", { class: "card group-head", id: "group-header" });
     this.summary = h("section", { id: "group-summary" });
     this.runs = h("div", { id: "group-runs-body" });
@@ -63,7 +69,7 @@ class GroupPage {
     this.about.textContent = group.summary?.description || "";
     this.aboutCard.hidden = !this.about.textContent;
     if (group.summary) {
-      if (this.shownSummary !== group.summary.created_at) await this.drawSummary(group.summary, group);
+      if (this.shownSummary !== summaryState(group)) await this.drawSummary(group.summary, group);
       return;
     }
     this.shownSummary = null;
@@ -77,7 +83,7 @@ class GroupPage {
   }
 
   async drawSummary(summary, group) {
-    this.shownSummary = summary.created_at;
+    this.shownSummary = summaryState(group);
     const figure = h("div", { class: "chart group-figure", id: "group-figure" });
     const partial = ACTIVE.has(group.status) || summary.not_succeeded.length
       ? h("p", { class: "alert" }, h("strong", {}, "Partial summary"),

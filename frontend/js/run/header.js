@@ -35,10 +35,20 @@ export class RunHeader {
       this.error);
   }
 
-  /** The stream's state: "live", "reconnecting" or "closed". */
+  /** The stream's state: "live", "reconnecting" or "closed". A finished run's dot is grey whatever the
+   * stream does: nothing more will arrive. */
   streamState(state) {
+    this.stream = state;
+    this.paintDot();
+  }
+
+  paintDot() {
+    const ended = this.status && !ACTIVE.has(this.status);
+    const state = ended ? "ended" : this.stream || "connecting";
     this.dot.className = `live-dot ${state}`;
-    this.streamText.textContent = { live: "live", reconnecting: "reconnecting…", closed: "stream closed" }[state] || state;
+    this.dot.dataset.state = state;
+    this.streamText.textContent = ended ? `${this.status}: final values`
+      : { live: "live", reconnecting: "reconnecting…", closed: "stream closed", connecting: "connecting…" }[state];
   }
 
   async act(label, action) {
@@ -55,6 +65,8 @@ export class RunHeader {
 
   render(run) {
     const active = ACTIVE.has(run.status);
+    this.status = run.status;
+    this.paintDot();
     this.name.textContent = run.name;
     this.badge.className = `badge ${run.status}`;
     this.badge.dataset.status = run.status;
