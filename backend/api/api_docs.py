@@ -1,6 +1,7 @@
 """The interactive API docs at ``/docs``, served with no network: Swagger UI's script, stylesheet and
-icon come from the installed ``swagger-ui-bundle-v2`` package (import name ``swagger_ui_bundle``; Swagger UI 5, which reads OpenAPI 3.1) (mounted at ``/docs/assets``), not from a
-CDN, as the dashboard's Plotly comes from ``frontend/vendor``. ReDoc (CDN-only) is not offered.
+icon come from the installed ``swagger-ui-bundle-v2`` package (import name ``swagger_ui_bundle``;
+Swagger UI 5, which reads OpenAPI 3.1), mounted at ``/docs/assets``, not from a CDN, as the dashboard's
+Plotly comes from ``frontend/vendor``. ReDoc (CDN-only) is not offered.
 """
 
 from __future__ import annotations

@@ -101,6 +101,7 @@ def test_a_run_watched_to_its_end_shows_the_stored_final_values(service: Service
         shown = float(now[name].split(" ")[0].replace("−", "-"))
         assert shown == pytest.approx(last_finite(stored[key])[1], rel=5e-3, abs=1e-3), (name, now[name])
     fired = {name for name, key in ALERT_KEYS.items() if any(v and v > 0 for v in stored[key]["values"])}
-    shown_alerts = set(page.locator("#alerts [data-alert]").evaluate_all("ns => ns.map(n => n.dataset.alert)"))
+    alerts = page.locator("#alerts [data-alert]")
+    shown_alerts = set(alerts.evaluate_all("ns => ns.map(n => n.dataset.alert)"))
     assert shown_alerts == (fired or {"none"})
     tab.shoot("run-finished")
