@@ -25,8 +25,11 @@ NOW_KEYS = {  # the "Now" readout's rows → stored keys
     "S_l rejected share": "train/3d/rejected_share",
     "chosen drawdown": "train/3d/chosen_drawdown",
 }
-ALERT_KEYS = {"drastic drop": "train/3d/alert/drastic_drop", "degradation": "train/3d/alert/degradation",
-              "dispersion": "train/3d/alert/dispersion"}
+ALERT_KEYS = {
+    "drastic drop": "train/3d/alert/drastic_drop",
+    "degradation": "train/3d/alert/degradation",
+    "dispersion": "train/3d/alert/dispersion",
+}
 TRACES = """[...document.querySelectorAll('.chart.js-plotly-plot')].filter((n) => n.offsetParent)
   .flatMap((n) => (n.data || []).filter((t) => t.meta && t.x.length)
   .map((t) => ({chart: n.id, key: t.meta, step: t.x[t.x.length - 1], value: t.y[t.y.length - 1]})))"""
@@ -95,8 +98,9 @@ def test_a_run_watched_to_its_end_shows_the_stored_final_values(service: Service
     # the "Now" readout is the stored last step's values
     readout = page.locator("#slopes")
     assert readout.get_attribute("data-step") == str(last_finite(stored["train/3d/slope_chosen"])[0])
-    now = dict(zip(readout.locator("dt").all_inner_texts(), readout.locator("dd").all_inner_texts(),
-                   strict=True))
+    now = dict(
+        zip(readout.locator("dt").all_inner_texts(), readout.locator("dd").all_inner_texts(), strict=True)
+    )
     for name, key in NOW_KEYS.items():
         shown = float(now[name].split(" ")[0].replace("−", "-"))
         assert shown == pytest.approx(last_finite(stored[key])[1], rel=5e-3, abs=1e-3), (name, now[name])
