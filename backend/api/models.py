@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from backend.storage.lineage import Segment
 from backend.storage.metrics import StoredPoint
 from backend.storage.pairs import PairRow, PairSummary
 from backend.storage.runs import RunRow
@@ -70,6 +71,7 @@ class RunOut(Out):
     finished_at: Number
     heartbeat_at: Number
     parent_id: str | None
+    resume_step: int | None = Field(None, description="a resume: continues parent_id after this step")
     config: dict[str, Any]
     environment: dict[str, Any] | None
     loss_kind: str | None
@@ -98,6 +100,7 @@ class RunOut(Out):
             finished_at=row.finished_at,
             heartbeat_at=row.heartbeat_at,
             parent_id=row.parent_id,
+            resume_step=row.resume_step,
             config=config,
             environment=json.loads(row.environment) if row.environment else None,
             loss_kind=loss.get("kind"),
@@ -156,17 +159,41 @@ class SeriesOut(Out):
         return cls(steps=[step for step, _ in points], values=[finite(value) for _, value in points])
 
 
+class SegmentOut(Out):
+    """One run of a lineage and the steps it supplies: after_step < step ≤ until_step (null:
+    unbounded). A resumed run's history is its parent's segment, then its own from the resume point."""
+
+    run_id: str
+    name: str
+    after_step: int | None
+    until_step: int | None
+
+    @classmethod
+    def of(cls, segment: Segment) -> SegmentOut:
+        return cls(
+            run_id=segment.run_id,
+            name=segment.name,
+            after_step=segment.after_step,
+            until_step=segment.until_step,
+        )
+
+
 class MetricsOut(Out):
-    """last_seq: stream cursor read before the series; pass it as ?after= to the run's stream."""
+    """last_seq: stream cursor read before the series; pass it as ?after= to the run's stream.
+    lineage: the runs whose steps make up the series, oldest first (one for a run never resumed)."""
 
     run_id: str
     series: dict[str, SeriesOut]
     last_seq: int
+    lineage: list[SegmentOut] = Field(default_factory=list)
 
 
 class CompareOut(Out):
+    """Each run's series over its whole lineage, and that lineage (run id → segments)."""
+
     runs: list[RunOut]
     series: dict[str, dict[str, SeriesOut]]
+    lineage: dict[str, list[SegmentOut]] = Field(default_factory=dict)
 
 
 class PairOut(Out):

@@ -94,6 +94,7 @@ runs = Table(
     Column("finished_at", Double),
     Column("heartbeat_at", Double),
     Column("parent_id", ident(32), ForeignKey("runs.id", ondelete="SET NULL")),
+    Column("resume_step", Integer),  # a resume: continues parent_id after this step (see lineage.py)
     Column("checkpoint_path", Text),
     Column("environment", Text),
     CheckConstraint(f"status IN ({', '.join(repr(s) for s in RUN_STATUSES)})", name="status"),
