@@ -6,6 +6,15 @@ import { api, message } from "../api.js";
 import { h, replace, stat } from "../dom.js";
 import { ACTIVE, duration, method, num, percent, runDuration, stepOf, when } from "../format.js";
 
+/** "resumes <parent> after step N" for a resume (its history includes the parent's), else "parent run". */
+function parentLink(run) {
+  if (!run.parent_id) return null;
+  const link = h("a", { href: `#/run/${run.parent_id}`, id: "parent-link" }, "parent run");
+  if (run.resume_step === null || run.resume_step === undefined) return h("span", {}, "cloned from ", link);
+  return h("span", { id: "resumed-from" }, "resumes its ", link, ` after step ${run.resume_step}: `
+    + `steps up to ${run.resume_step} are the parent's`);
+}
+
 export class RunHeader {
   constructor(node, runId) {
     this.node = node;
@@ -72,7 +81,7 @@ export class RunHeader {
     this.badge.dataset.status = run.status;
     this.badge.textContent = run.stop_requested && active ? "stopping" : run.status;
     this.summary.textContent = `${method(run.config)} · β0 ${num(run.beta0, 3)}${run.preset ? ` · preset ${run.preset}` : ""}`;
-    replace(this.links, run.parent_id ? h("a", { href: `#/run/${run.parent_id}` }, "parent run") : null);
+    replace(this.links, parentLink(run));
     this.stop.disabled = !active || run.stop_requested;
     this.resume.disabled = !["stopped", "failed"].includes(run.status);
     replace(this.stats,

@@ -29,6 +29,7 @@ export class LiveRun {
   async start() {
     const history = await api.metrics(this.runId, null, HISTORY_POINTS);
     this.store.load(history.series);
+    this.store.lineage = history.lineage || [];
     this.close = subscribe(`/runs/${encodeURIComponent(this.runId)}/stream`, history.last_seq, {
       points: (data) => this.receive(data.points),
       status: (run) => this.handlers.status?.(run),
@@ -69,6 +70,7 @@ export class LiveRun {
   async reload() {
     const history = await api.metrics(this.runId, null, HISTORY_POINTS);
     this.store.rebase(history.series);
+    this.store.lineage = history.lineage || [];
     await this.handlers.rebased?.();
   }
 

@@ -1,6 +1,6 @@
 // The run page's line-chart panels: which keys each one draws, on which axis, and what it means.
 
-import { hLine, stepLines, xMapper } from "../charts.js";
+import { hLine, labelGap, stepLines, xMapper } from "../charts.js";
 import { K, label } from "../keys.js";
 
 const BLUE = "#1f77b4";
@@ -17,7 +17,7 @@ const t = (key, color, extra = {}) => ({ key, name: label(key), color, ...extra 
  * `alerts` (steps of fired 3D alerts) are drawn as vertical lines on the diagnostics panels.
  */
 export function panelSpecs(alertMarks) {
-  const alertShapes = (view, store) => stepLines(alertMarks(), xMapper(view, store?.timeOf));
+  const alertShapes = (view, store) => stepLines(alertMarks(), xMapper(view, store?.timeOf), labelGap(store));
   return [
     {
       id: "loss", title: "Loss and reward accuracy", yTitle: "loss", y2Title: "accuracy", y2Range: [0, 1.02],
