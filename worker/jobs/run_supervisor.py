@@ -50,7 +50,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from backend.storage import runs
 from contracts.config import RunConfig
-from worker.jobs.children import Child
+from worker.jobs.children import Child, last_error_line
 from worker.jobs.enqueue import TaskEnqueuer
 
 log = logging.getLogger(__name__)
@@ -265,7 +265,11 @@ def _outcome(engine: Engine, run_id: str, attempt: int, ended: _Ended, trainer: 
         log.warning("run %s attempt %d: trainer interrupted; left to the reconciler", run_id, attempt)
         return "interrupted"
     how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
-    return _fail(engine, run_id, attempt, f"the trainer {how} without recording an outcome\n{trainer.tail()}")
+    tail = trainer.tail()
+    log.error("run %s attempt %d: the trainer %s; the end of its log:\n%s", run_id, attempt, how, tail)
+    cause = last_error_line(tail)
+    error = f"the trainer {how} without recording an outcome" + (f" ({cause})" if cause else "")
+    return _fail(engine, run_id, attempt, f"{error}; the attempt's log has the details")
 
 
 def _release(engine: Engine, run_id: str, attempt: int) -> bool:
