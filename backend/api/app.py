@@ -23,6 +23,7 @@ from backend.api.routers import (
     datasets,
     experiments,
     login,
+    logs,
     metrics,
     pairs,
     presets,
@@ -35,7 +36,7 @@ from backend.settings import Settings, get_settings
 from backend.storage.db import init_db, make_engine
 
 FRONTEND_DIR = REPO_ROOT / "frontend"
-ROUTERS = (runs, metrics, pairs, compare, stream, datasets, presets, experiments, login)
+ROUTERS = (runs, logs, metrics, pairs, compare, stream, datasets, presets, experiments, login)
 
 
 def create_app(

@@ -18,6 +18,7 @@ from worker.jobs.children import last_error_line
 from worker.jobs.trainer import error_message
 
 REPO = Path(__file__).resolve().parents[2]
+pytest_plugins = ("tests.integration.api_fixtures",)
 
 
 def test_a_failing_trainer_records_the_message_and_logs_the_traceback(tmp_path: Path) -> None:
@@ -76,3 +77,17 @@ def test_last_error_line_picks_the_exception_line_of_a_log_tail() -> None:
         == "unknown experiment 'x'"
     )
     assert last_error_line("") is None
+
+
+def test_the_log_route_serves_an_attempts_log_and_404s_without_one(client, settings) -> None:
+    from tests.integration.api_support import new_run
+
+    run = new_run(client)
+    missing = client.get(f"/api/runs/{run['id']}/log")
+    assert missing.status_code == 404 and "ALIGNSCOPE_DATA_DIR" in missing.json()["detail"]
+    log = settings.data_dir / "logs" / run["id"] / "attempt-1.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("Traceback (most recent call last):\nValueError: boom\n")
+    reply = client.get(f"/api/runs/{run['id']}/log")
+    assert reply.status_code == 200 and reply.text.endswith("ValueError: boom\n")
+    assert reply.headers["content-type"].startswith("text/plain")

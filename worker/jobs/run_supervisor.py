@@ -50,6 +50,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from backend.storage import runs
 from contracts.config import RunConfig
+from contracts.logs import attempt_log_path
 from worker.jobs.children import Child, last_error_line
 from worker.jobs.enqueue import TaskEnqueuer
 
@@ -79,8 +80,8 @@ def checkpoint_dir(data_dir: Path, run_id: str) -> Path:
 
 
 def log_path(data_dir: Path, run_id: str, attempt: int) -> Path:
-    """Where the trainer's stdout and stderr of one attempt are written."""
-    return data_dir / "logs" / run_id / f"attempt-{attempt}.log"
+    """Where the trainer's stdout and stderr of one attempt are written (the API serves it)."""
+    return attempt_log_path(data_dir, run_id, attempt)
 
 
 def trainer_argv(run_id: str, attempt: int, num_processes: int) -> list[str]:

@@ -73,6 +73,6 @@ export function configPanel(run) {
     h("div", {}, h("h3", {}, "Environment"),
       run.environment ? list(flatten(run.environment), "kv-list") : h("p", { class: "muted small" }, "Recorded when the run starts."),
       h("h3", { style: "margin-top:12px" }, "Run"),
-      list([["id", run.id], ["attempt", run.attempt], ["parent", run.parent_id], ["group", run.group],
-        ["message", run.message], ["error", run.error]], "kv-list")));
+      list([["id", run.id], ["attempt", run.attempt], ["parent", run.parent_id], ["resumes after step", run.resume_step],
+        ["group", run.group], ["message", run.message]], "kv-list"))); // the error is shown once, in the header
 }

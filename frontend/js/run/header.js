@@ -5,6 +5,7 @@
 import { api, message } from "../api.js";
 import { h, replace, stat } from "../dom.js";
 import { ACTIVE, duration, method, num, percent, runDuration, stepOf, when } from "../format.js";
+import { errorBox, repeatsError } from "./error.js";
 
 /** "resumes <parent> after step N" for a resume (its history includes the parent's), else "parent run". */
 function parentLink(run) {
@@ -91,8 +92,7 @@ export class RunHeader {
       stat("attempt", String(run.attempt)),
       stat("created", when(run.created_at)),
       stat("duration", duration(runDuration(run))),
-      run.message ? stat("message", run.message) : null);
-    replace(this.error, run.error
-      ? h("div", { class: "alert", role: "alert" }, h("strong", {}, "Error"), h("pre", { class: "mono" }, run.error)) : null);
+      run.message && !repeatsError(run) ? stat("message", run.message) : null);
+    replace(this.error, errorBox(run));
   }
 }

@@ -3,6 +3,7 @@
 import { api } from "../api.js";
 import { h } from "../dom.js";
 import { ACTIVE, duration, method, num, percent, runDuration, stepOf, when } from "../format.js";
+import { splitError } from "../run/error.js";
 
 export const COLUMNS = ["", "name", "status", "progress", "step", "preset", "method", "β0", "win rate", "started",
   "duration", "actions"];
@@ -23,7 +24,7 @@ export function runRow(run, ctx) {
     h("td", {}, check),
     h("td", { class: "name" }, h("a", { href: `#/run/${run.id}`, title: run.name }, run.name),
       run.group ? h("div", { class: "muted small" }, `group ${run.group}`) : null),
-    h("td", {}, h("span", { class: `badge ${run.status}`, title: run.error || run.message || "" },
+    h("td", {}, h("span", { class: `badge ${run.status}`, title: run.error ? splitError(run.error).message : run.message || "" },
       run.stop_requested && active ? "stopping" : run.status)),
     h("td", {}, progressBar(run)),
     h("td", { class: "num" }, stepOf(run)),
