@@ -65,9 +65,7 @@ def create_app(
         yield
         engine.dispose()
 
-    app = FastAPI(
-        title="AlignScope", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
-    )
+    app = FastAPI(title="AlignScope", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.context = context
     errors.install(app)
     api_docs.install(app)

@@ -197,7 +197,9 @@ class CompareOut(Out):
 
 
 class PairOut(Out):
-    """A pair record (contracts.events.PairRecord fields) with its z-score and texts."""
+    """A pair record (contracts.events.PairRecord fields) with its z-score and texts. keep_probability:
+    how likely β-guided filtering was to keep it, given its micro-batch's weights (1 when nothing of
+    that micro-batch was filtered; see backend.keep_probability)."""
 
     seq: int
     attempt: int
@@ -217,25 +219,37 @@ class PairOut(Out):
     m0: Number
     sigma: Number
     z: Number
+    keep_probability: Number = None
     prompt: str | None
     chosen: str | None
     rejected: str | None
 
     @classmethod
-    def of(cls, row: PairRow) -> PairOut:
+    def of(cls, row: PairRow, keep_probability: float | None = None) -> PairOut:
         record = asdict(row.record)
         floats = {k: finite(v) for k, v in record.items() if isinstance(v, float)}
         texts = {"prompt": row.prompt, "chosen": row.chosen, "rejected": row.rejected}
-        return cls(seq=row.seq, attempt=row.attempt, z=finite(row.z), **{**record, **floats}, **texts)
+        return cls(
+            seq=row.seq,
+            attempt=row.attempt,
+            z=finite(row.z),
+            keep_probability=keep_probability,
+            **{**record, **floats},
+            **texts,
+        )
 
 
 class PairSummaryOut(Out):
+    """A pair over a run; mean_filtered_z > 0: filtered on the high side of the M0 of the steps it was
+    filtered in, < 0: on the low side."""
+
     pair_id: str
     times_seen: int
     times_filtered: int
     first_step: int
     last_step: int
     mean_discrepancy: Number
+    mean_filtered_z: Number = None
     prompt: str | None
     chosen: str | None
     rejected: str | None
@@ -243,7 +257,11 @@ class PairSummaryOut(Out):
     @classmethod
     def of(cls, row: PairSummary) -> PairSummaryOut:
         values = asdict(row)
-        return cls(**{**values, "mean_discrepancy": finite(row.mean_discrepancy)})
+        floats = {
+            "mean_discrepancy": finite(row.mean_discrepancy),
+            "mean_filtered_z": finite(row.mean_filtered_z),
+        }
+        return cls(**{**values, **floats})
 
 
 class EvalOut(Out):

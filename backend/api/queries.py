@@ -14,9 +14,11 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
 from backend.api.deps import find_run
-from backend.api.models import CompareOut, MetricsOut, RunOut, SegmentOut, SeriesOut
-from backend.storage import exports, lineage, metrics
+from backend.api.models import CompareOut, MetricsOut, PairOut, RunOut, SegmentOut, SeriesOut
+from backend.keep_probability import inclusion_probabilities
+from backend.storage import exports, lineage, metrics, pairs
 from backend.storage.lineage import Segment
+from backend.storage.pairs import PairRow
 
 ExportWhat = Literal["metrics", "pairs"]
 ExportFormat = Literal["csv", "parquet"]
@@ -68,6 +70,21 @@ def compare_of(conn: Connection, run_ids: Sequence[str], keys: Sequence[str], ma
         series={row.id: series_of(conn, chains[row.id], keys, max_points) for row in rows},
         lineage={run_id: [SegmentOut.of(s) for s in chain] for run_id, chain in chains.items()},
     )
+
+
+def with_keep_probability(
+    conn: Connection, run_id: str, rows: Sequence[PairRow], chain: Sequence[Segment]
+) -> list[PairOut]:
+    """``rows`` with each one's keep probability: the inclusion probability of Gumbel-top-k over its
+    micro-batch's stored weights, k = how many of that micro-batch were kept."""
+    groups = {(r.record.step, r.record.micro_batch) for r in rows}
+    chances: dict[int, float] = {}
+    for members in pairs.micro_batch_weights(conn, run_id, groups, chain).values():
+        kept = sum(k for _, _, k in members)
+        weights = [w for _, w, _ in members]
+        for (seq, _, _), chance in zip(members, inclusion_probabilities(weights, kept), strict=True):
+            chances[seq] = chance
+    return [PairOut.of(row, chances.get(row.seq)) for row in rows]
 
 
 def export_file(engine: Engine, folder: Path, run_id: str, what: ExportWhat, fmt: ExportFormat) -> Path:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Literal
 
-from sqlalchemy import ColumnElement, RowMapping, Select, and_, case, func, literal, not_, select
+from sqlalchemy import ColumnElement, RowMapping, Select, and_, case, func, literal, not_, or_, select
 from sqlalchemy.engine import Connection
 
 from backend.storage import lineage
@@ -42,7 +42,8 @@ class PairRow:
 
 @dataclass(frozen=True, slots=True)
 class PairSummary:
-    """One pair over a whole run: how often it was seen and filtered out, when, and its mean M_i."""
+    """One pair over a whole run: how often it was seen and filtered out, when, its mean M_i and the
+    mean z of its filtered occurrences (each against the M0 and σ of the step it was filtered in)."""
 
     pair_id: str
     times_seen: int
@@ -50,6 +51,7 @@ class PairSummary:
     first_step: int
     last_step: int
     mean_discrepancy: float
+    mean_filtered_z: float = float("nan")
     prompt: str | None = None
     chosen: str | None = None
     rejected: str | None = None
@@ -160,6 +162,7 @@ def pair_summary(
         func.min(pr.step).label("first_step"),
         func.max(pr.step).label("last_step"),
         mean,
+        func.avg(case((not_(pr.kept), z_score()))).label("mean_filtered_z"),
         func.max(pr.run_id).label("text_run"),
     ).where(_of(run_id, chain))
     stmt = stmt.group_by(pr.pair_id)
@@ -179,7 +182,28 @@ def pair_summary(
             row.first_step,
             row.last_step,
             null_to_nan(row.mean_discrepancy),
+            null_to_nan(row.mean_filtered_z),
             *((row.prompt, row.chosen, row.rejected) if with_text else ()),
         )
         for row in conn.execute(stmt)
     ]
+
+
+def micro_batch_weights(
+    conn: Connection, run_id: str, groups: set[tuple[int, int]], chain: Sequence[Segment] | None = None
+) -> dict[tuple[int, int], list[tuple[int, float, bool]]]:
+    """(step, micro_batch) → [(seq, filter_weight, kept)] of every record of those micro-batches of
+    the run (of its lineage ``chain`` when given), in insertion order; NaN weights come back as NaN."""
+    if not groups:
+        return {}
+    pr = pair_records.c
+    wanted = or_(*(and_(pr.step == step, pr.micro_batch == micro_batch) for step, micro_batch in groups))
+    stmt = select(pr.step, pr.micro_batch, pr.seq, pr.filter_weight, pr.kept).where(
+        _of(run_id, chain), wanted
+    )
+    found: dict[tuple[int, int], list[tuple[int, float, bool]]] = {}
+    for row in conn.execute(stmt.order_by(pr.seq)):
+        found.setdefault((row.step, row.micro_batch), []).append(
+            (row.seq, null_to_nan(row.filter_weight), bool(row.kept))
+        )
+    return found

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from backend.api.deps import ReadConn, Run
 from backend.api.models import ErrorOut, EvalOut, PairOut, PairSummaryOut
+from backend.api.queries import with_keep_probability
 from backend.storage import evaluations, lineage, pairs
 from backend.storage.pairs import PairOrder
 
@@ -29,10 +30,11 @@ def list_pairs(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[PairOut]:
-    """Pair records (optionally of one step, kept or filtered only) ordered by M_i, z or step, with texts."""
+    """Pair records (optionally of one step, kept or filtered only) ordered by M_i, z or step, with texts
+    and each one's keep probability."""
     chain = lineage.segments(conn, run.id)
     rows = pairs.query_pairs(conn, run.id, step, kept, order, descending, limit, offset, chain=chain)
-    return [PairOut.of(row) for row in rows]
+    return with_keep_probability(conn, run.id, rows, chain)
 
 
 @router.get("/runs/{run_id}/pairs/summary", responses=NOT_FOUND)
