@@ -141,7 +141,8 @@ export class LineChart {
     layout.yaxis.type = log ? "log" : "linear";
     const note = view.logY && !log ? " (linear: values ≤ 0)" : "";
     layout.yaxis.title = { text: `${s.yTitle || ""}${note}`, font: { size: 11 } };
-    if (s.yRange) layout.yaxis.range = s.yRange;
+    const range = s.yRange ?? s.yRangeOf?.(this.store);
+    if (range) layout.yaxis.range = range;
     if (view.x === "time") layout.xaxis.type = "date";
     else {
       layout.xaxis.title = { text: "step", font: { size: 10 }, standoff: 2 };
@@ -219,6 +220,21 @@ export function wholeSteps(axis, steps) {
   if (!steps.length) return;
   const span = Math.max(...steps) - Math.min(...steps);
   if (span < 8) axis.dtick = 1;
+}
+
+/**
+ * A y range for a noisy series that keeps `include` (e.g. a reference line at 1) in view: the 2nd to
+ * 98th percentile of the values (a ratio with a near-zero denominator spikes far out; hover still shows
+ * every value), padded by 8 %; null when there are no values.
+ */
+export function robustRange(values, include = []) {
+  const finite = values.filter((v) => v !== null && Number.isFinite(v)).sort((a, b) => a - b);
+  if (!finite.length) return null;
+  const at = (q) => finite[Math.min(finite.length - 1, Math.max(0, Math.round(q * (finite.length - 1))))];
+  const low = Math.min(at(0.02), ...include);
+  const high = Math.max(at(0.98), ...include);
+  const pad = 0.08 * (high - low || 1);
+  return [low - pad, high + pad];
 }
 
 /** True when every non-null value is > 0 (a log axis can show it). */

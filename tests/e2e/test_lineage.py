@@ -49,6 +49,9 @@ def test_a_resumed_runs_page_shows_parent_then_child_with_the_resume_point(
     page.wait_for_function("document.querySelector('#chart-loss')?.dataset.ready === '1'")
     loss = page.evaluate("document.querySelector('#chart-loss').data[0].x")
     assert loss[0] == 1 and loss[-1] == STEPS and loss == own["series"][child["id"]]["train/loss"]["steps"]
+    assert (
+        page.evaluate("document.querySelector('#chart-loss').layout.xaxis.dtick") is None
+    )  # no label per step
     shapes = page.evaluate(
         "document.querySelector('#chart-loss').layout.shapes.map(s => [s.x0, s.label?.text])"
     )

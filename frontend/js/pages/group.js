@@ -9,6 +9,7 @@ import { h, replace, stateBox } from "../dom.js";
 import { ACTIVE } from "../format.js";
 import { drawFigure } from "../group/figure.js";
 import { groupHeader, runList, runsDone } from "../group/runs.js";
+import { quickCaveat } from "../group/caveat.js";
 import { summaryTable, verdictList } from "../group/summary.js";
 
 const POLL_MS = 2000;
@@ -89,15 +90,24 @@ class GroupPage {
       ? h("p", { class: "alert" }, h("strong", {}, "Partial summary"),
         summary.not_succeeded.length ? `Runs not succeeded: ${summary.not_succeeded.join(", ")}.` : "Runs are still going.")
       : null;
+    const experiment = group.quick ? await this.experiment(group.experiment) : null;
+    const caveat = quickCaveat(group, summary, experiment);
     replace(this.summary,
       h("div", { class: "card" }, h("h2", {}, "Ours next to the paper"), partial,
-        summaryTable(summary), h("h3", {}, "Verdicts"), verdictList(summary)),
+        summaryTable(summary), h("h3", {}, "Verdicts"), verdictList(summary),
+        caveat ? h("p", { class: "alert", id: "quick-caveat" }, h("strong", {}, "Quick run"), caveat) : null),
       h("div", { class: "card" }, figure));
     try {
       await drawFigure(figure, summary.figure);
     } catch (error) {
       replace(figure, stateBox("error", `Could not draw the figure: ${message(error)}`));
     }
+  }
+
+  /** The experiment preset (its step counts), or null when it is not a preset any more. */
+  async experiment(name) {
+    const presets = await request("GET", "/experiments").catch(() => []);
+    return presets.find((p) => p.name === name) ?? null;
   }
 
   stop() {

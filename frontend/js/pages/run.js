@@ -6,6 +6,7 @@ import { viewControls } from "../controls.js";
 import { h, replace, stateBox } from "../dom.js";
 import { WIN_RATE_PREFIX } from "../keys.js";
 import { firedAlerts } from "../run/alerts.js";
+import { panelApplies } from "../run/applies.js";
 import { configPanel } from "../run/evals.js";
 import { RunHeader } from "../run/header.js";
 import { LiveRun } from "../run/live.js";
@@ -104,7 +105,10 @@ class RunPage {
   /** Draw a chart entry from the store, or show its panel's empty state. */
   async renderChart(entry) {
     const present = entry.chart.present(this.store).length > 0;
-    if (entry.panelKey) this.panels.get(entry.panelKey).hidden = !(present || ALWAYS.has(entry.panelKey));
+    if (entry.panelKey) {
+      const shown = (present && panelApplies(entry.panelKey, this.run.config)) || ALWAYS.has(entry.panelKey);
+      this.panels.get(entry.panelKey).hidden = !shown;
+    }
     entry.chart.node.hidden = !present;
     if (entry.empty) {
       entry.empty.hidden = present;
