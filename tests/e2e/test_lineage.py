@@ -67,6 +67,15 @@ def test_a_resumed_runs_page_shows_parent_then_child_with_the_resume_point(
     assert set(alerts) == (fired or {"none"})
     tab.shoot("run-resumed")
 
+    page.goto(f"{service.base}/#/compare?runs={child['id']},{parent['id']}&keys=train/loss")
+    page.wait_for_function("document.querySelector(\".chart[data-key='train/loss']\")?.dataset.ready === '1'")
+    compared = page.evaluate(
+        "(() => { const n = document.querySelector(\".chart[data-key='train/loss']\");"
+        " return {x: n.data.map(t => [t.x[0], t.x[t.x.length - 1]]),"
+        " shapes: n.layout.shapes.map(s => s.x0)}; })()"
+    )
+    assert [1, STEPS] in compared["x"] and compared["shapes"] == [child["resume_step"]]
+
     page.goto(f"{service.base}/#/run/{child['id']}/pairs?step=3")
     page.wait_for_selector(".pair")
     assert page.locator(".pair").count() == page.locator(".pair-head:has-text('step 3')").count() >= 1
