@@ -223,18 +223,18 @@ export function wholeSteps(axis, steps) {
 }
 
 /**
- * A y range for a noisy series that keeps `include` (e.g. a reference line at 1) in view: the 2nd to
- * 98th percentile of the values (a ratio with a near-zero denominator spikes far out; hover still shows
- * every value), padded by 8 %; null when there are no values.
+ * A y range for a noisy series that keeps `include` (e.g. a reference line at 1) in view: the 10th to
+ * 90th percentile of the values (a ratio with a near-zero denominator spikes far out, and a short run
+ * has few values; hover still shows every value), padded by 15 %; null when there are no values.
  */
-export function robustRange(values, include = []) {
+export function robustRange(values, include = [], low = 0.1, high = 0.9) {
   const finite = values.filter((v) => v !== null && Number.isFinite(v)).sort((a, b) => a - b);
   if (!finite.length) return null;
   const at = (q) => finite[Math.min(finite.length - 1, Math.max(0, Math.round(q * (finite.length - 1))))];
-  const low = Math.min(at(0.02), ...include);
-  const high = Math.max(at(0.98), ...include);
-  const pad = 0.08 * (high - low || 1);
-  return [low - pad, high + pad];
+  const bottom = Math.min(at(low), ...include);
+  const top = Math.max(at(high), ...include);
+  const pad = 0.15 * (top - bottom || 1);
+  return [bottom - pad, top + pad];
 }
 
 /** True when every non-null value is > 0 (a log axis can show it). */

@@ -53,10 +53,10 @@ export function panelSpecs(alertMarks) {
     {
       id: "share", title: "3D: rejected share S_l and chosen below reference", yTitle: "S_l", y2Title: "fraction",
       note: "S_l = −Δρ_l/(Δρ_w − Δρ_l) over the window; S_l > 1 sustained means the chosen side is going down. "
-        + "The axis shows the 2nd–98th percentile of S_l (a ratio spikes when Δρ_w ≈ Δρ_l; hover shows every value).",
+        + "The axis shows the 10th–90th percentile of S_l (a ratio spikes when Δρ_w ≈ Δρ_l; hover shows every value).",
       traces: [t(K.rejectedShare, RED), t(K.chosenBelowReference, GREY, { axis: "y2", dash: "dot" })],
       shapes: (view, store) => [hLine(1, RED), ...alertShapes(view, store)],
-      // S_l = 1 (the reference line) always in view, spikes cut at the 2nd–98th percentile; a fraction is 0…1
+      // S_l = 1 (the reference line) always in view, spikes cut at the 10th–90th percentile; a fraction is 0…1
       yRangeOf: (store) => robustRange(store.get(K.rejectedShare).values, [0, 1]),
       y2Range: [0, 1.02],
       linearOnly: true,
