@@ -77,11 +77,15 @@ class RunOut(Out):
     loss_kind: str | None
     beta0: Number
     eta_s: Number
+    source: str | None = Field(
+        None, description="None for a run of AlignScope's engine; else the external trainer that streamed it."
+    )
+    external: bool = Field(False, description="Streamed in by an external trainer: no resume, no clone.")
 
     @classmethod
     def of(cls, row: RunRow) -> RunOut:
         config = json.loads(row.config)
-        loss = config.get("loss") or {}
+        loss = config.get("loss") if isinstance(config.get("loss"), dict) else {}
         return cls(
             id=row.id,
             name=row.name,
@@ -106,6 +110,8 @@ class RunOut(Out):
             loss_kind=loss.get("kind"),
             beta0=loss.get("beta"),
             eta_s=_eta(row),
+            source=row.source,
+            external=row.source is not None,
         )
 
 
@@ -329,6 +335,8 @@ class DatasetOut(Out):
     size_bytes: int
     uploaded_at: float
     report: ReportOut | None
+    sha256: str | None = Field(None, description="hash of the file as uploaded (same file, same dataset)")
+    reused: bool = Field(False, description="true when this upload was a file already stored: no new dataset")
 
 
 class PreviewOut(Out):

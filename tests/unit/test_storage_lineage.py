@@ -133,13 +133,13 @@ def test_a_resumed_run_exposes_its_resume_step(engine, family) -> None:
     assert json.loads(RunOut.of(runs.get_run(engine.connect(), child)).model_dump_json())["resume_step"] == 8
 
 
-def test_migration_0010_marks_existing_resumes_and_not_clones(tmp_path) -> None:
+def test_migration_0012_marks_existing_resumes_and_not_clones(tmp_path) -> None:
     from sqlalchemy import text
 
     from backend.storage import db
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    db.upgrade(url, "0008")
+    db.upgrade(url, "0011")
     old = db.make_engine(url)
     columns = "id, name, status, config, attempt, created_at, step, parent_id, checkpoint_path"
     with old.begin() as conn:

@@ -4,8 +4,8 @@ run's history is its lineage — the parent's points up to the step, then its ow
 Existing resumed runs (same config as their parent, started from a checkpoint) get the parent's last
 step, where a stopped run checkpoints. A clone keeps NULL: it starts from step 0.
 
-Revision ID: 0010
-Revises: 0008
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-06
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0008"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
