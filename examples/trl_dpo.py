@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     config = DPOConfig(
         output_dir=args.output_dir or tempfile.mkdtemp(prefix="trl-dpo-"), max_steps=args.max_steps,
         per_device_train_batch_size=args.batch_size, gradient_accumulation_steps=args.grad_accum,
-        learning_rate=args.lr, optim=args.optim, beta=args.beta, logging_steps=args.logging_steps, save_strategy="no",
+        learning_rate=args.lr, optim=args.optim, beta=args.beta, logging_steps=args.logging_steps,
+        save_strategy="no",
         report_to=[], seed=args.seed, data_seed=args.seed, use_cpu=not torch.cuda.is_available(),
         run_name=args.run_name, max_length=128, disable_tqdm=True,
     )  # fmt: skip

@@ -1,6 +1,7 @@
 """Creating, resuming, cloning, stopping and deleting runs: the write side of the runs routes.
 
-Every new run is checked (paths under the configured roots), inserted as ``queued`` in one
+Every new run is checked (what it reaches against the deployment's allowances, whether its data
+file can fill one micro-batch), inserted as ``queued`` in one
 transaction, and only then announced to the broker (a worker can never claim an uncommitted row).
 Resume copies the parent's checkpoint folder into ``<data_dir>/checkpoints/<new id>/`` inside that
 transaction, so the trainer of the new run starts from it.
@@ -17,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from backend.api.data_rows import check_enough_rows
 from backend.api.deps import ApiContext, find_run
 from backend.api.errors import Conflict, Invalid, config_invalid
 from backend.api.paths import checked
@@ -46,7 +48,9 @@ def launch(
     """Insert queued runs for ``configs`` (one transaction), then enqueue them. With ``checkpoint``,
     that folder is copied as the (single) new run's checkpoint and recorded as its ``checkpoint_path``,
     so that a worker which cannot see it fails the run instead of training it from step 0."""
-    configs = [checked(c, ctx.model_roots, ctx.dataset_roots) for c in configs]
+    configs = [checked(c, ctx.allowed) for c in configs]
+    for config in configs:
+        check_enough_rows(config, ctx.options.read_budget(), ctx.options.preview_scan_rows)
     with ctx.engine.begin() as conn:
         ids = [
             runs.create_run(conn, c.model_dump_json(), c.name, c.preset, c.group, parent_id) for c in configs

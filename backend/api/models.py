@@ -290,6 +290,8 @@ class DatasetOut(Out):
     size_bytes: int
     uploaded_at: float
     report: ReportOut | None
+    sha256: str | None = Field(None, description="hash of the file as uploaded (same file, same dataset)")
+    reused: bool = Field(False, description="true when this upload was a file already stored: no new dataset")
 
 
 class PreviewOut(Out):
