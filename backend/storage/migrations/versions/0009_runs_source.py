@@ -3,7 +3,7 @@ external trainer that streamed it in through the ingest API (``trl``, ``python``
 docs/decisions/0040-external-runs.md). External runs are never queued, resumed or cloned.
 
 Revision ID: 0009
-Revises: 0011 (named 0009 as assigned; chained after main's 0011 so the branch has one head; the lead re-chains at merge)
+Revises: 0008
 Create Date: 2026-12-06
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0011"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
