@@ -17,7 +17,7 @@ import pytest
 from tests.e2e.conftest import REPO, Service, Tab
 
 pytestmark = pytest.mark.browser
-SCREENSHOTS = REPO / "docs" / "screenshots"
+SCREENSHOTS = REPO / "artifacts" / "screenshots"  # copies of these are in docs/screenshots/
 POINTS = "Number(document.querySelector('#chart-loss')?.dataset.points || 0)"
 
 
