@@ -96,6 +96,7 @@ runs = Table(
     Column("finished_at", Double),
     Column("heartbeat_at", Double),
     Column("parent_id", ident(32), ForeignKey("runs.id", ondelete="SET NULL")),
+    Column("resume_step", Integer),  # a resume: continues parent_id after this step (see lineage.py)
     Column("checkpoint_path", Text),
     Column("environment", Text),
     Column("source", String(32)),  # NULL: a native run; else the external trainer (migration 0009)
