@@ -98,11 +98,12 @@ def test_pair_summary_lists_filtered_pairs(client):
             "pair_id": "p1",
             "times_seen": 2,
             "times_filtered": 1,
-            "times_filtered_below": 0,
             "first_step": 0,
             "last_step": 1,
             "mean_discrepancy": 2.0,  # (1 + 3) / 2
+            "mean_filtered_z": 2.0,  # its filtered occurrence: (1 − M0 0) / σ 0.5
             "noise_score": 0.0,  # never below M0
+            "times_filtered_below": 0,
             "planted": None,
             "prompt": "p-p1",
             "chosen": "good",

@@ -1,4 +1,5 @@
-"""Per-pair records of a run (the outlier inspector) and its evaluations."""
+"""Per-pair records of a run (the outlier inspector) and its evaluations. Pairs cover the run's
+lineage: a resumed run's inspector shows its parent's steps up to the resume point too."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from fastapi import APIRouter, Query
 from backend.api.advice import advice_for
 from backend.api.deps import ReadConn, Run
 from backend.api.models import BetaAdviceOut, ErrorOut, EvalOut, PairOut, PairSummaryOut
-from backend.storage import evaluations, pairs
+from backend.api.queries import with_keep_probability
+from backend.storage import evaluations, lineage, pairs
 from backend.storage.pairs import PairOrder, SummaryOrder
 
 router = APIRouter(prefix="/api", tags=["pairs"])
@@ -29,9 +31,11 @@ def list_pairs(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[PairOut]:
-    """Pair records (optionally of one step, kept or filtered only) ordered by M_i, z or step, with texts."""
-    rows = pairs.query_pairs(conn, run.id, step, kept, order, descending, limit, offset)
-    return [PairOut.of(row) for row in rows]
+    """Pair records (optionally of one step, kept or filtered only) ordered by M_i, z or step, with texts
+    and each one's keep probability."""
+    chain = lineage.segments(conn, run.id)
+    rows = pairs.query_pairs(conn, run.id, step, kept, order, descending, limit, offset, chain=chain)
+    return with_keep_probability(conn, run.id, rows, chain)
 
 
 @router.get("/runs/{run_id}/pairs/summary", responses=NOT_FOUND)
@@ -43,12 +47,13 @@ def summarize_pairs(
     offset: Offset = 0,
     order: SummaryOrder = "filtered",
 ) -> list[PairSummaryOut]:
-    """Per pair over the run. order=filtered: most often filtered first, and without ``kept`` only the
-    pairs filtered out at least once; order=noise_score: most suspicious first, every pair unless
-    ``kept`` says otherwise."""
+    """Per pair over the run (over its lineage). order=filtered: most often filtered first, and
+    without ``kept`` only the pairs filtered out at least once; order=noise_score: most suspicious
+    first, every pair unless ``kept`` says otherwise."""
     if kept is None and order == "filtered":
         kept = False
-    rows = pairs.pair_summary(conn, run.id, kept, limit, offset, order=order)
+    chain = lineage.segments(conn, run.id)
+    rows = pairs.pair_summary(conn, run.id, kept, limit, offset, chain=chain, order=order)
     return [PairSummaryOut.of(row) for row in rows]
 
 
