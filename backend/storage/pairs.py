@@ -238,3 +238,12 @@ def micro_batch_weights(
             (row.seq, null_to_nan(row.filter_weight), bool(row.kept))
         )
     return found
+
+
+def early_discrepancies(conn: Connection, run_id: str, first: int, last: int) -> list[float]:
+    """M_i of every pair record of steps first…last (the β advice's input; NULL M skipped)."""
+    pr = pair_records.c
+    stmt = select(pr.discrepancy).where(
+        pr.run_id == run_id, pr.step >= first, pr.step <= last, pr.discrepancy.is_not(None)
+    )
+    return [float(value) for value in conn.execute(stmt).scalars()]
