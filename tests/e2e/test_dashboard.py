@@ -57,7 +57,7 @@ def beta_run(service: Service) -> str:
         return service.state["beta_run"]
     preset = next(p for p in service.api("/presets") if p["name"] == "tiny-beta-dpo")
     config = {**preset["config"], "name": "api-beta-dpo"}
-    config["optim"] = {**config["optim"], "max_steps": 10, "batch_size": 8}
+    config["optim"] = {**config["optim"], "max_steps": 10, "batch_size": 8, "micro_batch_size": 8}
     request = urllib.request.Request(
         f"{service.base}/api/runs", json.dumps(config).encode(), {"Content-Type": "application/json"}
     )
@@ -101,6 +101,7 @@ def test_launch_watch_reload_and_stop(service: Service, tab: Tab) -> None:
     page.fill("#f-name", "e2e-beta-dpo")
     page.fill("#f-optim-max_steps", "200")  # stopped long before the end, however fast it runs
     page.fill("#f-optim-batch_size", "8")
+    page.fill("#f-optim-micro_batch_size", "8")  # the preset's micro-batch is its whole batch of 16
     tab.shoot("new-run")
     page.click("#launch")
     page.wait_for_function("location.hash.startsWith('#/run/')")
