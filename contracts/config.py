@@ -3,7 +3,7 @@ and the launch form (its JSON schema generates the form).
 
 Every part is a frozen pydantic model with ``extra="forbid"`` and bounds, so a bad config is rejected
 with the offending field named. Units: learning rates per optimizer step, lengths in tokens, β in
-inverse nats (DPO's β), α in u-units (SCIENCE.md "Product decisions" 1).
+inverse nats (DPO's β), α in u-units (docs/SCIENCE.md "Product decisions" 1).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class TinyModelSpec(Frozen):
 
 
 class ToySpec(Frozen):
-    """The 3D-properties toy (SCIENCE.md §C.3 concrete spec): 4 one-hot prompts, 10 responses."""
+    """The 3D-properties toy (docs/SCIENCE.md §C.3 concrete spec): 4 one-hot prompts, 10 responses."""
 
     scenario: Literal["s1", "s2", "s3", "s4"] = "s1"
     hidden: int = Field(64, ge=4, le=1024)
@@ -208,7 +208,7 @@ class SftTermConfig(Frozen):
 
 
 class BetaDpoConfig(Frozen):
-    """β-DPO calibrator (SCIENCE.md Product decisions 1–3). ``enabled`` False means plain ``loss``.
+    """β-DPO calibrator (docs/SCIENCE.md Product decisions 1–3). ``enabled`` False means plain ``loss``.
 
     keep_ratio ρ: fraction of each micro-batch kept by β-guided filtering (floor(N·ρ) pairs).
     alpha α: in u-units (code units); ``discrepancy_units: paper`` multiplies M by β0 first.
@@ -260,7 +260,7 @@ class OptimConfig(Frozen):
 
 
 class DiagnosticsConfig(Frozen):
-    """3D-properties detectors (SCIENCE.md §C.5) and what is recorded.
+    """3D-properties detectors (docs/SCIENCE.md §C.5) and what is recorded.
 
     window K: steps in the least-squares slope window; kappa κ: D1 alert when D1_rate < −κ;
     consecutive J: D2 needs J consecutive degraded windows after the chosen peak;

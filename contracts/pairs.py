@@ -33,6 +33,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from contracts.user_errors import UserError
+
 HH_SEPARATOR = "\n\nAssistant:"
 FORMATS = ("standard", "conversational", "hh")
 ROLES = ("system", "user", "assistant")
@@ -44,7 +46,7 @@ Content = str | Messages
 ProblemMaker = Callable[[str, str], "RowProblem"]
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A dataset that cannot be used at all: unreadable, unsupported, or without one valid row."""
 
 
@@ -145,6 +147,12 @@ def validate_records(
 
 
 def _no_valid_rows(report: ValidationReport) -> str:
+    if report.rows == 0:
+        return (
+            f"{report.path}: the file holds no rows (it is empty, or only blank lines): a dataset needs one "
+            'preference pair per line, e.g. {"prompt": "2+2=", "chosen": "4", "rejected": "5"} '
+            "(TRL standard; TRL conversational and Anthropic HH rows are read too)"
+        )
     shown = "\n".join(f"  {problem}" for problem in report.problems[:SHOWN_PROBLEMS])
     more = len(report.problems) - SHOWN_PROBLEMS
     tail = f"\n  … and {more} more" if more > 0 else ""

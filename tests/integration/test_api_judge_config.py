@@ -31,7 +31,7 @@ def test_negative_price_is_a_422_naming_the_field(client, queue):
     judge = {"kind": "openai", "base_url": "http://127.0.0.1:1/v1", "model": "m"}
     [(field, message)] = _errors(client, queue, {**judge, "usd_per_million_output_tokens": -0.5})
     assert field == "evaluation.judge.usd_per_million_output_tokens"
-    assert message == "Input should be greater than or equal to 0"
+    assert message.startswith("Input should be greater than or equal to 0 (accepted: a number, 0 ≤ ")
 
 
 def test_next_line_task_and_priced_judge_are_accepted(client, queue):

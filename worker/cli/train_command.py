@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from backend.config_files import ConfigError, load_config
+from backend.config_files import ConfigError, check_local_paths, load_config
 from backend.settings import get_settings
 from backend.storage import runs
 from backend.storage.db import init_db
@@ -22,10 +22,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from worker.trainer import execute  # torch and transformers load only for this command
-
     try:
         config = load_config(args.config, args.overrides)
+        check_local_paths(config)
     except ConfigError as exc:
         print(f"invalid config:\n{exc}", file=sys.stderr)
         return 2
@@ -38,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
         except EntryPointError as exc:
             print(f"invalid config:\n{exc}", file=sys.stderr)
             return 2
+    from worker.trainer import execute  # torch and transformers load only for a valid config
+
     engine = init_db(get_settings().database_url)
     with engine.begin() as conn:
         run_id = runs.create_run(conn, config.model_dump_json(), config.name, config.preset, config.group)
