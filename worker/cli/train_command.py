@@ -37,8 +37,6 @@ def run(args: argparse.Namespace) -> int:
         except EntryPointError as exc:
             print(f"invalid config:\n{exc}", file=sys.stderr)
             return 2
-    from worker.trainer import execute  # torch and transformers load only for a valid config
-
     engine = init_db(get_settings().database_url)
 
     def announce(run_id: str) -> None:

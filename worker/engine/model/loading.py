@@ -24,6 +24,7 @@ from transformers import (
 )
 
 from contracts.config import ModelConfig
+from contracts.user_errors import UserError
 from worker.engine.data.tokenizer import build_tiny_tokenizer, load_tokenizer
 from worker.engine.model.gguf_cache import GgufConversionError, converted_dir
 
@@ -32,7 +33,7 @@ SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _KERNEL_DROPOUT_RATES = ("attention_dropout", "dropout")
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(UserError):
     """A model that cannot be loaded safely; the message names the field and the fix."""
 
 
