@@ -55,7 +55,8 @@ from contracts.config import MAX_STEPS_CAP, RunConfig
 REPO = Path(__file__).resolve().parents[1]
 HH_PATH = Path(
     os.environ.get(
-        "ALIGNSCOPE_HH_PATH", REPO.parent / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
+        "ALIGNSCOPE_HH_PATH",
+        REPO / "worker" / "engine" / "data" / "hh" / "hh-rlhf-harmless-base-test.jsonl.gz",
     )
 )
 VARIANTS = ("ours_bare", "ours_full", "trl")

@@ -113,17 +113,25 @@ class ConstructedDataSpec(Frozen):
     context_lines: int = Field(2, ge=1, le=8)
 
 
+BundledDataset = Literal["hh-rlhf-harmless-base-test"]
+"""The preference samples shipped inside the package (worker/engine/data/<family>/, with licences)."""
+
+
 class DataConfig(Frozen):
     """Training (and eval) preference data.
 
     source: ``file`` reads ``path`` (.jsonl, .json, .gz, .parquet or a ``datasets`` save_to_disk folder);
-    ``constructed`` generates pairs; ``hub`` uses ``datasets.load_dataset(path)`` when online; ``toy``
-    is the toy's 16 pairs. format ``auto`` detects TRL standard, TRL conversational or HH per file.
+    ``bundled`` reads the sample named by ``bundled`` that ships inside the package (no path, no
+    network: ``hh-rlhf-harmless-base-test`` is the 2,312-pair test split of Anthropic's HH-RLHF
+    harmless-base, MIT); ``constructed`` generates pairs; ``hub`` uses ``datasets.load_dataset(path)``
+    when online; ``toy`` is the toy's 16 pairs. format ``auto`` detects TRL standard, TRL
+    conversational or HH per file.
     Truncation: prompts keep their END (the last ``max_prompt_length`` tokens), responses keep their START
     and are cut to fit ``max_length``; every truncated row is counted.
     """
 
-    source: Literal["file", "constructed", "hub", "toy"] = "constructed"
+    source: Literal["file", "bundled", "constructed", "hub", "toy"] = "constructed"
+    bundled: BundledDataset = "hh-rlhf-harmless-base-test"
     path: str | None = Field(None, max_length=4096)
     eval_path: str | None = Field(None, max_length=4096)
     format: Literal["auto", "standard", "conversational", "hh"] = "auto"
@@ -140,6 +148,12 @@ class DataConfig(Frozen):
             raise ValueError("data.max_prompt_length must be smaller than data.max_length")
         if self.source in ("file", "hub") and not self.path:
             raise ValueError(f"data.path is required when data.source is '{self.source}'")
+        if self.source == "bundled" and (self.path or self.eval_path):
+            raise ValueError(
+                "data.path and data.eval_path do not apply to data.source 'bundled' (data.bundled names "
+                "the sample, eval_fraction holds some of it out): remove them, or set data.source: file "
+                "to read your own file"
+            )
         return self
 
 
