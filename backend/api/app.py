@@ -28,6 +28,7 @@ from backend.api.routers import (
     presets,
     runs,
     stream,
+    workers,
 )
 from backend.api.security import SecurityMiddleware
 from backend.queue import Enqueuer, default_enqueuer
@@ -35,7 +36,7 @@ from backend.settings import Settings, get_settings
 from backend.storage.db import init_db, make_engine
 
 FRONTEND_DIR = REPO_ROOT / "frontend"
-ROUTERS = (runs, metrics, pairs, compare, stream, datasets, presets, experiments, login)
+ROUTERS = (runs, metrics, pairs, compare, stream, datasets, presets, experiments, login, workers)
 
 
 def create_app(

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from backend.api import placement
 from backend.api.deps import ApiContext, find_run
 from backend.api.errors import Conflict, Invalid, config_invalid
 from backend.api.paths import checked
@@ -25,8 +26,6 @@ from backend.storage import runs
 from backend.storage.runs import RunRow
 from contracts.config import RunConfig
 
-CHECKPOINT_FILES = ("model.safetensors", "state.pt")
-RESUMABLE = ("stopped", "failed")
 DOTTED_KEY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 ABLATIONS: dict[str, dict[str, bool]] = {
     "dpo": {"enabled": False},
@@ -44,6 +43,7 @@ def launch(
     so that a worker which cannot see it fails the run instead of training it from step 0."""
     configs = [checked(c, ctx.model_roots, ctx.dataset_roots) for c in configs]
     with ctx.engine.begin() as conn:
+        placement.check_placeable(conn, configs)
         ids = [
             runs.create_run(conn, c.model_dump_json(), c.name, c.preset, c.group, parent_id) for c in configs
         ]
@@ -69,11 +69,11 @@ def _copy_checkpoint(source: Path, target: Path) -> None:
 
 def resume(ctx: ApiContext, parent: RunRow) -> RunRow:
     """A new queued run with the parent's config, continuing from the parent's checkpoint."""
-    if parent.status not in RESUMABLE:
-        raise Conflict(f"run {parent.id} is {parent.status}; only a stopped or failed run can be resumed")
+    with ctx.reads.begin() as conn:
+        blocked = placement.resume_blocked(conn, ctx.checkpoints_dir, parent)
+    if blocked is not None:
+        raise Conflict(f"run {parent.id} cannot be resumed: {blocked}")
     folder = Path(parent.checkpoint_path or ctx.checkpoints_dir / parent.id)
-    if not all((folder / name).is_file() for name in CHECKPOINT_FILES):
-        raise Conflict(f"run {parent.id} has no checkpoint to resume from (set checkpoint_every)")
     return launch(ctx, [_stored_config(parent.config)], parent.id, folder)[0]
 
 

@@ -51,7 +51,9 @@ class PresetOut(Out):
 
 
 class RunOut(Out):
-    """A run row as the dashboard sees it. eta_s: seconds left, only while running."""
+    """A run row as the dashboard sees it. eta_s: seconds left, only while running. resumable /
+    resume_blocked: whether Resume can work and why not; waiting_for: what a queued run waits for
+    ("a worker with CUDA") when no live worker can start it (``backend.api.placement``)."""
 
     id: str
     name: str
@@ -75,6 +77,9 @@ class RunOut(Out):
     loss_kind: str | None
     beta0: Number
     eta_s: Number
+    resumable: bool = False
+    resume_blocked: str | None = None
+    waiting_for: str | None = None
 
     @classmethod
     def of(cls, row: RunRow) -> RunOut:

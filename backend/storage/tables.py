@@ -23,6 +23,9 @@ Conventions:
   has ``metric_points.series_id``: inserts are fenced by the run row (``fencing.check_attempt``) and
   ``runs.delete_run`` deletes a run's points, then its series, then its rows of every other table,
   before the run;
+- ``workers`` is one row per worker process, upserted by the worker itself every few seconds
+  (``backend.storage.workers``): what it offers and the run it holds; ``last_seen`` says whether it
+  is alive (migration 0012);
 - ``experiment_groups`` is one row per experiment group (its runs are the ``runs`` rows whose
   ``group_name`` is its id), with the group's summary as JSON (``backend.storage.experiment_groups``).
 """
@@ -237,6 +240,24 @@ experiment_groups = Table(
     Column("updated_at", Double, nullable=False),
     CheckConstraint(f"status IN ({', '.join(repr(s) for s in GROUP_STATUSES)})", name="status"),
     Index(None, "created_at"),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(200), primary_key=True),  # host:pid
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("queues", Text, nullable=False),  # JSON list of queue names
+    Column("gpus", Integer, nullable=False),  # CUDA devices visible to its trainers
+    Column("cuda", String(32)),  # torch's CUDA version when CUDA works there, else NULL
+    Column("devices", Text, nullable=False),  # JSON list of {name, total_bytes, free_bytes}
+    Column("free_memory_bytes", BigInteger),  # host RAM available
+    Column("run_id", String(32)),  # the run it trains now (no foreign key: a deleted run stays named)
+    Column("state", String(16), nullable=False),
+    Column("started_at", Double, nullable=False),
+    Column("last_seen", Double, nullable=False),
+    CheckConstraint("state IN ('idle', 'busy', 'stopped')", name="state"),
 )
 
 

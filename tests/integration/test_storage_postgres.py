@@ -79,7 +79,7 @@ def test_migrations_build_the_tables_once(schema):
         thread.join()
     engine = init_db(_url(schema))
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0008"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0012"
         assert schema_differences(conn) == []
         collation = conn.execute(
             text(

@@ -117,5 +117,5 @@ def test_upgrade_from_an_empty_store(tmp_path, revision):
     with engine.begin() as conn:
         assert schema_differences(conn) == []
         assert _foreign_keys(conn) == [] and _without_rowid(conn)
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0008"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0012"
     engine.dispose()
