@@ -50,6 +50,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from backend.storage import runs
 from contracts.config import RunConfig
+from worker.jobs import presence
 from worker.jobs.children import Child
 from worker.jobs.enqueue import TaskEnqueuer
 
@@ -106,6 +107,9 @@ def supervise(
     wake = wake or _send_task
     if shutdown.is_set():
         return _pass_on(engine, run_id, attempt, wake)
+    if (reason := presence.declines(engine, run_id, attempt)) is not None:
+        log.info("run %s attempt %d: left queued for another worker (%s)", run_id, attempt, reason)
+        return "not claimed"  # still queued: the reconciler sends its task again
     with engine.begin() as conn:
         if not runs.claim_run(conn, run_id, attempt):
             log.info("run %s attempt %d: not queued at this attempt; nothing to do", run_id, attempt)
@@ -128,7 +132,8 @@ def supervise(
         return _fail(engine, run_id, attempt, f"could not start the trainer: {exc}")
     log.info("run %s attempt %d: trainer pid %d (%s)", run_id, attempt, trainer.pid, output)
     try:
-        code = _watch(engine, run_id, attempt, trainer, options, shutdown)
+        with presence.holding(run_id):
+            code = _watch(engine, run_id, attempt, trainer, options, shutdown)
     finally:
         trainer.forget()
     ended = _Ended(code, shutdown.is_set(), claimed.started_at)
