@@ -28,7 +28,7 @@ def check_placeable(conn: Connection, configs: Sequence[RunConfig]) -> None:
     """Invalid naming ``device`` when no live worker can take one of ``configs``."""
     for config in configs:
         if problem := workers.placement_problem(conn, config.device):
-            raise Invalid(("body", "device"), f"device: cuda — {problem}", "no_worker")
+            raise Invalid(("body", "device"), problem, "no_worker")
 
 
 def resume_blocked(conn: Connection, checkpoints_dir: Path, run: RunRow) -> str | None:

@@ -88,9 +88,9 @@ def placement_problem(conn: Connection, device: str, now: float | None = None) -
     live = live_workers(conn, now)
     if not live or any(worker.cuda for worker in live):
         return None
-    seen = ", ".join(f"{worker.host} (CPU only)" for worker in live[:5])
+    seen = ", ".join(sorted({worker.host for worker in live}))
     return (
-        f"no live worker has CUDA (live workers: {seen}); use device: auto, which trains on CUDA "
+        f"no live worker has CUDA (live, CPU only: {seen}); use device: auto, which trains on CUDA "
         "where a worker has it and on the CPU otherwise, or start a worker on a CUDA machine "
         "(alignscope worker --queue gpu --gpus 1)"
     )

@@ -48,7 +48,7 @@ def test_cuda_run_is_refused_when_live_workers_have_no_cuda(client, queue):
     assert reply.status_code == 422
     [item] = reply.json()["detail"]
     assert item["field"] == "device"
-    assert "no live worker has CUDA" in item["msg"] and "laptop (CPU only)" in item["msg"]
+    assert "no live worker has CUDA" in item["msg"] and "CPU only: laptop" in item["msg"]
     assert "device: auto" in item["msg"] and "alignscope worker" in item["msg"]
     assert client.get("/api/runs").json() == [] and queue.sent == []
     assert client.post("/api/runs", json={"device": "auto"}).status_code == 201  # auto is placeable

@@ -62,7 +62,8 @@ export class RunHeader {
     this.summary.textContent = `${method(run.config)} · β0 ${num(run.beta0, 3)}${run.preset ? ` · preset ${run.preset}` : ""}`;
     replace(this.links, run.parent_id ? h("a", { href: `#/run/${run.parent_id}` }, "parent run") : null);
     this.stop.disabled = !active || run.stop_requested;
-    this.resume.disabled = !["stopped", "failed"].includes(run.status);
+    this.resume.disabled = !run.resumable;
+    this.resume.title = run.resume_blocked ? `Resume: ${run.resume_blocked}` : "continue from the last checkpoint as a new run";
     replace(this.stats,
       stat("step", stepOf(run), { id: "run-step" }),
       stat("progress", percent(run.progress)),
@@ -70,7 +71,10 @@ export class RunHeader {
       stat("attempt", String(run.attempt)),
       stat("created", when(run.created_at)),
       stat("duration", duration(runDuration(run))),
-      run.message ? stat("message", run.message) : null);
+      run.message ? stat("message", run.message) : null,
+      run.status === "queued" && run.waiting_for ? stat("waiting for", run.waiting_for, { id: "run-waiting" }) : null,
+      ["stopped", "failed"].includes(run.status) && run.resume_blocked
+        ? stat("resume", run.resume_blocked, { id: "resume-blocked" }) : null);
     replace(this.error, run.error
       ? h("div", { class: "alert", role: "alert" }, h("strong", {}, "Error"), h("pre", { class: "mono" }, run.error)) : null);
   }
