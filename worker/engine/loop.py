@@ -118,6 +118,10 @@ class Trainer:
             self.sink.status(f"checkpoint at step {self.step} written before its metrics were stored: {exc}")
         if self.world.is_main:
             save_checkpoint(self.checkpoint_dir, self.family.policy, self._state())
+            try:
+                self.sink.checkpointed(str(self.checkpoint_dir), self.step)
+            except Exception as exc:  # the store is down: the supervisor's heartbeat records it later
+                self.sink.status(f"checkpoint at step {self.step} not yet recorded: {exc}")
         return str(self.checkpoint_dir)
 
     def _restore(self) -> None:
