@@ -53,7 +53,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from backend.storage import runs
 from contracts.config import RunConfig
-from worker.jobs import presence
+from worker.jobs import presence, warm_trainer
 from worker.jobs.children import Child
 from worker.jobs.enqueue import TaskEnqueuer
 
@@ -132,7 +132,9 @@ def supervise(
         return _fail(engine, run_id, attempt, message)
     output = log_path(options.data_dir, run_id, attempt)
     try:
-        trainer = Child.start(trainer_argv(run_id, attempt, processes), output)
+        trainer = warm_trainer.start_trainer(
+            run_id, attempt, processes, trainer_argv(run_id, attempt, processes), output
+        )
     except OSError as exc:
         return _fail(engine, run_id, attempt, f"could not start the trainer: {exc}")
     log.info("run %s attempt %d: trainer pid %d (%s)", run_id, attempt, trainer.pid, output)
@@ -141,6 +143,8 @@ def supervise(
             code = _watch(engine, run_id, attempt, trainer, options, shutdown)
     finally:
         trainer.forget()
+        if not shutdown.is_set():
+            warm_trainer.refill()
     ended = _Ended(code, shutdown.is_set(), claimed.started_at)
     outcome = _outcome(engine, run_id, attempt, ended, trainer, options.max_attempts)
     if outcome == "released":

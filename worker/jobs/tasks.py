@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 from backend.queue import EXPERIMENT_TASK, TASK_NAME
 from backend.settings import get_settings
 from backend.storage.db import make_engine
-from worker.jobs import children, presence
+from worker.jobs import children, presence, warm_trainer
 from worker.jobs.celery_app import app
 from worker.jobs.group_supervisor import supervise_group
 from worker.jobs.reconciler import ReconcilePolicy, start_reconciler
@@ -66,6 +66,12 @@ def _reconcile_in_worker(**_: object) -> None:
 
 
 @signals.worker_ready.connect
+def _start_spare_trainer(**_: object) -> None:
+    """A warm spare trainer waits for this worker's next run (``warm_trainer``)."""
+    warm_trainer.install(get_settings().data_dir)
+
+
+@signals.worker_ready.connect
 def _report_presence(sender: object = None, **_: object) -> None:
     """Report what this worker offers to the store until it shuts down (``presence``)."""
     presence.start(database(), SHUTDOWN, consumed_queues(sender), supervisor_options().gpus)
@@ -86,3 +92,4 @@ def _end_children(**_: object) -> None:
         if killed := children.kill_all():  # in a signal handler: no print, no logging
             os.write(2, f"worker: shutdown requested again; {killed} trainer(s) killed\n".encode())
     SHUTDOWN.set()
+    warm_trainer.close()
