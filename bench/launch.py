@@ -90,8 +90,8 @@ class Server:
             live = [w for w in workers if w["live"]]
             if not live or any(w["state"] != "idle" for w in live):
                 return False
-            if (self._get("/runs", status="running") or [None]) != []:
-                return False
+            if self._get("/runs", status="running") != []:
+                return False  # a run still trains (or the API did not answer)
             return not self.warm or self._spare_ready()
 
         self._until(idle, 300, "an idle worker")

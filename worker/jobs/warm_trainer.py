@@ -19,6 +19,7 @@ stdin close and exits.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -136,6 +137,7 @@ def main() -> int:
     """Import the trainer, wait for a run on stdin, then train it like ``python -m worker.jobs.trainer``."""
     from worker.jobs import trainer  # torch, transformers, the engine: the slow part, done ahead
 
+    _warm_up()
     print(READY, flush=True)
     line = sys.stdin.readline()
     if not line.strip():
@@ -143,6 +145,21 @@ def main() -> int:
     job = json.loads(line)
     _redirect_output(Path(job["log"]))
     return trainer.main([str(job["run_id"]), str(job["attempt"])])
+
+
+def _warm_up() -> None:
+    """What every run's first step pays once per process, paid ahead: torch's CPU kernels and
+    autograd engine initialised by one small forward and backward (CPU only: CUDA is first touched
+    by the run itself), and the imported modules' objects moved out of the collector's reach
+    (``gc.freeze``), so the engine's ``gc.collect`` between model loads does not walk them again."""
+    import torch
+
+    layer = torch.nn.Linear(64, 64)
+    hidden = torch.nn.functional.layer_norm(layer(torch.randn(8, 64)), (64,))
+    torch.nn.functional.log_softmax(hidden, dim=-1).sum().backward()
+    del layer, hidden
+    gc.collect()
+    gc.freeze()
 
 
 def _redirect_output(log: Path) -> None:
