@@ -1,6 +1,7 @@
 """Creating, resuming, cloning, stopping and deleting runs: the write side of the runs routes.
 
-Every new run is checked (paths under the configured roots), inserted as ``queued`` in one
+Every new run is checked (what it reaches against the deployment's allowances, whether its data
+file can fill one micro-batch), inserted as ``queued`` in one
 transaction, and only then announced to the broker (a worker can never claim an uncommitted row).
 Resume copies the parent's checkpoint folder into ``<data_dir>/checkpoints/<new id>/`` inside that
 transaction, so the trainer of the new run starts from it.
@@ -18,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from backend.api import placement
+from backend.api.data_rows import check_enough_rows
 from backend.api.deps import ApiContext, find_run
 from backend.api.errors import Conflict, Invalid, config_invalid
 from backend.api.paths import checked
@@ -26,6 +28,10 @@ from backend.storage import runs
 from backend.storage.runs import RunRow
 from contracts.config import RunConfig
 
+EXTERNAL = (
+    "was trained by an external trainer ({source}) that streamed its rows in: AlignScope has neither its "
+    "checkpoint nor a config its engine can run, so it cannot {action} it; rerun the trainer's script instead"
+)
 DOTTED_KEY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 ABLATIONS: dict[str, dict[str, bool]] = {
     "dpo": {"enabled": False},
@@ -41,7 +47,9 @@ def launch(
     """Insert queued runs for ``configs`` (one transaction), then enqueue them. With ``checkpoint``,
     that folder is copied as the (single) new run's checkpoint and recorded as its ``checkpoint_path``,
     so that a worker which cannot see it fails the run instead of training it from step 0."""
-    configs = [checked(c, ctx.model_roots, ctx.dataset_roots) for c in configs]
+    configs = [checked(c, ctx.allowed) for c in configs]
+    for config in configs:
+        check_enough_rows(config, ctx.options.read_budget(), ctx.options.preview_scan_rows)
     with ctx.engine.begin() as conn:
         placement.check_placeable(conn, configs)
         ids = [
@@ -69,6 +77,7 @@ def _copy_checkpoint(source: Path, target: Path) -> None:
 
 def resume(ctx: ApiContext, parent: RunRow) -> RunRow:
     """A new queued run with the parent's config, continuing from the parent's checkpoint."""
+    _native(parent, "resume")
     with ctx.reads.begin() as conn:
         blocked = placement.resume_blocked(conn, ctx.checkpoints_dir, parent)
     if blocked is not None:
@@ -79,12 +88,19 @@ def resume(ctx: ApiContext, parent: RunRow) -> RunRow:
 
 def clone(ctx: ApiContext, parent: RunRow, overrides: Mapping[str, Any]) -> RunRow:
     """A new queued run with the parent's config and ``overrides`` (dotted key → JSON value)."""
+    _native(parent, "clone")
     for key in overrides:
         if not DOTTED_KEY.match(key):
             raise Invalid(("body", "overrides", key), "expected a dotted config key like 'optim.lr'")
     items = [f"{key}={json.dumps(value)}" for key, value in overrides.items()]
     data = apply_overrides(json.loads(parent.config), items)
     return launch(ctx, [_validated(data)], parent.id)[0]
+
+
+def _native(run: RunRow, action: str) -> None:
+    """Conflict for an external run (no engine config, no checkpoint here)."""
+    if run.source is not None:
+        raise Conflict(f"run {run.id} " + EXTERNAL.format(source=run.source, action=action))
 
 
 def ablations(ctx: ApiContext, group: str, base: RunConfig) -> list[RunRow]:

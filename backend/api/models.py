@@ -77,6 +77,10 @@ class RunOut(Out):
     loss_kind: str | None
     beta0: Number
     eta_s: Number
+    source: str | None = Field(
+        None, description="None for a run of AlignScope's engine; else the external trainer that streamed it."
+    )
+    external: bool = Field(False, description="Streamed in by an external trainer: no resume, no clone.")
     resumable: bool = False
     resume_blocked: str | None = None
     waiting_for: str | None = None
@@ -84,7 +88,7 @@ class RunOut(Out):
     @classmethod
     def of(cls, row: RunRow) -> RunOut:
         config = json.loads(row.config)
-        loss = config.get("loss") or {}
+        loss = config.get("loss") if isinstance(config.get("loss"), dict) else {}
         return cls(
             id=row.id,
             name=row.name,
@@ -108,6 +112,8 @@ class RunOut(Out):
             loss_kind=loss.get("kind"),
             beta0=loss.get("beta"),
             eta_s=_eta(row),
+            source=row.source,
+            external=row.source is not None,
         )
 
 
@@ -289,6 +295,8 @@ class DatasetOut(Out):
     size_bytes: int
     uploaded_at: float
     report: ReportOut | None
+    sha256: str | None = Field(None, description="hash of the file as uploaded (same file, same dataset)")
+    reused: bool = Field(False, description="true when this upload was a file already stored: no new dataset")
 
 
 class PreviewOut(Out):

@@ -56,6 +56,8 @@ def outs(ctx: ApiContext, rows: Sequence[RunRow]) -> list[RunOut]:
 
 
 def _blocked(run: RunRow, checkpoints_dir: Path, resumed_as: str | None) -> str | None:
+    if run.source is not None:
+        return f"trained by an external trainer ({run.source}): AlignScope has no checkpoint of it to resume"
     if run.status not in RESUMABLE:
         return f"run is {run.status}; only a stopped or failed run can be resumed"
     if resumed_as is not None:

@@ -23,6 +23,8 @@ Conventions:
   has ``metric_points.series_id``: inserts are fenced by the run row (``fencing.check_attempt``) and
   ``runs.delete_run`` deletes a run's points, then its series, then its rows of every other table,
   before the run;
+- ``sessions`` holds one row per browser login (the hash of its random cookie, its CSRF token,
+  its expiry); logout deletes it (``backend.storage.sessions``, migration 0011);
 - ``workers`` is one row per worker process, upserted by the worker itself every few seconds
   (``backend.storage.workers``): what it offers and the run it holds; ``last_seen`` says whether it
   is alive (migration 0012);
@@ -99,6 +101,7 @@ runs = Table(
     Column("parent_id", ident(32), ForeignKey("runs.id", ondelete="SET NULL")),
     Column("checkpoint_path", Text),
     Column("environment", Text),
+    Column("source", String(32)),  # NULL: a native run; else the external trainer (migration 0009)
     CheckConstraint(f"status IN ({', '.join(repr(s) for s in RUN_STATUSES)})", name="status"),
     Index(None, "status"),
     Index(None, "created_at"),
@@ -242,6 +245,16 @@ experiment_groups = Table(
     Index(None, "created_at"),
 )
 
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),  # sha256 of the cookie value; never the value
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Index(None, "expires_at"),
+)
+
 workers = Table(
     "workers",
     metadata,
@@ -253,7 +266,9 @@ workers = Table(
     Column("cuda", String(32)),  # torch's CUDA version when CUDA works there, else NULL
     Column("devices", Text, nullable=False),  # JSON list of {name, total_bytes, free_bytes}
     Column("free_memory_bytes", BigInteger),  # host RAM available
-    Column("run_id", String(32)),  # the run it trains now (no foreign key: a deleted run stays named)
+    # the run it trains now; not "run_id": runs.delete_run deletes every table's rows by run_id, and a
+    # worker's row is not the run's (no foreign key either: a deleted run is simply named no more)
+    Column("training_run", String(32)),
     Column("state", String(16), nullable=False),
     Column("started_at", Double, nullable=False),
     Column("last_seen", Double, nullable=False),

@@ -47,10 +47,12 @@ class WorkerRow:
 
 
 def report(conn: Connection, values: dict[str, Any], now: float | None = None) -> None:
-    """Upsert this worker's row (``values``: the table's columns but ``last_seen``, lists as lists)."""
+    """Upsert this worker's row (``values``: the table's columns but ``last_seen``, lists as lists,
+    ``run_id`` for the ``training_run`` column)."""
     now = time.time() if now is None else now
     row = {
-        **values,
+        **{key: value for key, value in values.items() if key != "run_id"},
+        "training_run": values.get("run_id"),
         "queues": json.dumps(list(values["queues"])),
         "devices": json.dumps(list(values["devices"])),
         "last_seen": now,
@@ -66,7 +68,7 @@ def mark_stopped(conn: Connection, worker_id: str, now: float | None = None) -> 
     """A worker shutting down cleanly: not live any more, its last row kept for the Workers page."""
     now = time.time() if now is None else now
     conn.execute(
-        workers.update().where(workers.c.id == worker_id).values(state="stopped", run_id=None, last_seen=now)
+        workers.update().where(workers.c.id == worker_id).values(state="stopped", training_run=None, last_seen=now)
     )
 
 
@@ -117,7 +119,7 @@ def _row(row: Any, now: float) -> WorkerRow:
         cuda=row["cuda"],
         devices=tuple(json.loads(row["devices"])),
         free_memory_bytes=row["free_memory_bytes"],
-        run_id=row["run_id"],
+        run_id=row["training_run"],
         state=row["state"],
         started_at=row["started_at"],
         last_seen=row["last_seen"],

@@ -12,7 +12,14 @@ import os
 import sys
 
 from contracts.user_errors import UserError
-from worker.cli import experiment_command, rm_command, service_commands, store_commands, train_command
+from worker.cli import (
+    experiment_command,
+    rm_command,
+    service_commands,
+    store_commands,
+    sync_command,
+    train_command,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="alignscope", description="Alignment diagnostics for DPO and β-DPO."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    for module in (train_command, store_commands, rm_command, experiment_command, service_commands):
+    commands_modules = (
+        train_command,
+        store_commands,
+        rm_command,
+        experiment_command,
+        service_commands,
+        sync_command,
+    )
+    for module in commands_modules:
         module.register(commands)
     return parser
 

@@ -17,6 +17,8 @@ export class RunHeader {
     this.summary = h("span", { class: "muted" });
     this.links = h("span", { class: "small" });
     this.stats = h("div", { class: "stats" });
+    this.external = h("div", { class: "small muted", id: "external-note", hidden: true });
+    this.clone = h("a", { class: "button", href: `#/new?from=${runId}`, id: "clone-run" }, "Clone…");
     this.error = h("div");
     this.stop = h("button", { id: "stop-run", onclick: () => this.act("Stop", () => api.stop(runId)) }, "Stop");
     this.resume = h("button", { id: "resume-run", onclick: async () => {
@@ -27,11 +29,11 @@ export class RunHeader {
       h("div", { class: "run-head" },
         h("div", { class: "title" }, this.name, this.badge, this.summary, this.links, h("span", {}, this.dot, this.streamText)),
         h("div", { class: "actions" }, this.stop, this.resume,
-          h("a", { class: "button", href: `#/new?from=${runId}` }, "Clone…"),
+          this.clone,
           h("a", { class: "button", href: `#/run/${runId}/pairs`, id: "open-pairs" }, "Outlier inspector"),
           h("a", { class: "button", href: api.exportUrl(runId, "metrics", "csv"), download: "" }, "Metrics CSV"),
           h("a", { class: "button", href: api.exportUrl(runId, "pairs", "csv"), download: "" }, "Pairs CSV")),
-        this.stats, this.note),
+        this.stats, this.external, this.note),
       this.error);
   }
 
@@ -64,6 +66,15 @@ export class RunHeader {
     this.stop.disabled = !active || run.stop_requested;
     this.resume.disabled = !run.resumable;
     this.resume.title = run.resume_blocked ? `Resume: ${run.resume_blocked}` : "continue from the last checkpoint as a new run";
+    for (const node of [this.resume, this.clone]) node.style.display = run.external ? "none" : "";
+    this.external.hidden = !run.external;
+    if (run.external) {
+      this.summary.textContent += ` · external (${run.source})`;
+      this.external.textContent = `External run: trained by ${run.source === "trl" ? "TRL" : "a Python script"} `
+        + "and streamed in through the ingest API. Stop asks it to stop at its next step. Resume and clone are "
+        + "not offered: AlignScope has neither its checkpoint nor a config its own engine can run; rerun the "
+        + "trainer's script instead.";
+    }
     replace(this.stats,
       stat("step", stepOf(run), { id: "run-step" }),
       stat("progress", percent(run.progress)),

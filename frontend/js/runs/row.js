@@ -22,7 +22,8 @@ export function runRow(run, ctx) {
   return h("tr", { dataset: { runId: run.id, status: run.status } },
     h("td", {}, check),
     h("td", { class: "name" }, h("a", { href: `#/run/${run.id}`, title: run.name }, run.name),
-      run.group ? h("div", { class: "muted small" }, `group ${run.group}`) : null),
+      run.group ? h("div", { class: "muted small" }, `group ${run.group}`) : null,
+      run.external ? h("div", { class: "muted small external-mark" }, `external · ${run.source}`) : null),
     h("td", {}, h("span", { class: `badge ${run.status}`, title: run.error || run.message || "" },
       run.stop_requested && active ? "stopping" : run.status),
       run.status === "queued" && run.waiting_for ? h("div", { class: "small muted" }, `waiting for ${run.waiting_for}`) : null),
@@ -41,9 +42,9 @@ function actions(run, active, act) {
   return h("div", { class: "actions" },
     h("button", { class: "small", disabled: !active || run.stop_requested,
       onclick: () => act(`Stop ${run.name}`, () => api.stop(run.id)) }, "Stop"),
-    h("button", { class: "small", disabled: !run.resumable, title: run.resume_blocked || "continue from the last checkpoint",
+    run.external ? null : h("button", { class: "small", disabled: !run.resumable, title: run.resume_blocked || "continue from the last checkpoint",
       onclick: () => act(`Resume ${run.name}`, () => api.resume(run.id)) }, "Resume"),
-    h("a", { class: "button small", href: `#/new?from=${run.id}` }, "Clone"),
+    run.external ? null : h("a", { class: "button small", href: `#/new?from=${run.id}` }, "Clone"),
     h("button", { class: "small danger", disabled: run.status === "running",
       onclick: () => {
         if (window.confirm(`Delete run ${run.name} with its metrics and pairs?`)) {

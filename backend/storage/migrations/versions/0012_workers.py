@@ -3,7 +3,7 @@ and when it was last seen — upserted by the worker itself (``backend.storage.w
 Workers page and by the submit-time check that some live worker can take a run.
 
 Revision ID: 0012
-Revises: 0008 (the lead re-chains it after the migrations merged before it)
+Revises: 0011 (the lead re-chains it after the migrations merged before it)
 Create Date: 2026-12-06
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0008"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
@@ -29,7 +29,7 @@ def upgrade() -> None:
         sa.Column("cuda", sa.String(32), nullable=True),
         sa.Column("devices", sa.Text(), nullable=False),
         sa.Column("free_memory_bytes", sa.BigInteger(), nullable=True),
-        sa.Column("run_id", sa.String(32), nullable=True),
+        sa.Column("training_run", sa.String(32), nullable=True),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("started_at", sa.Double(), nullable=False),
         sa.Column("last_seen", sa.Double(), nullable=False),
