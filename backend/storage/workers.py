@@ -68,7 +68,9 @@ def mark_stopped(conn: Connection, worker_id: str, now: float | None = None) -> 
     """A worker shutting down cleanly: not live any more, its last row kept for the Workers page."""
     now = time.time() if now is None else now
     conn.execute(
-        workers.update().where(workers.c.id == worker_id).values(state="stopped", training_run=None, last_seen=now)
+        workers.update()
+        .where(workers.c.id == worker_id)
+        .values(state="stopped", training_run=None, last_seen=now)
     )
 
 
