@@ -72,12 +72,14 @@ def test_resume_is_not_offered_on_a_run_already_resumed(service: Service, tab: T
     page = tab.page
     page.goto(f"{service.base}/#/run/{parent}")
     resume = page.locator("#resume-run")
-    page.wait_for_function("document.querySelector('#resume-run')?.disabled === false")
+    page.wait_for_function("document.querySelector('#resume-run')?.disabled === false", timeout=60_000)
     resume.click()
     page.wait_for_function(f"location.hash.startsWith('#/run/') && !location.hash.includes('{parent}')")
     child = page.evaluate("location.hash").split("/")[2]
     page.goto(f"{service.base}/#/run/{parent}")
-    page.locator("#resume-blocked").filter(has_text="already resumed").wait_for()
+    page.locator("#resume-blocked").filter(has_text="already resumed").wait_for(
+        timeout=60_000
+    )  # slow at load 15
     assert resume.is_disabled()
     assert f"already resumed as run {child}" in (resume.get_attribute("title") or "")
     assert f"already resumed as run {child}" in page.locator("#resume-blocked").inner_text()
