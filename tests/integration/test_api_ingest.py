@@ -117,3 +117,11 @@ def test_a_lost_client_fails_its_run_and_a_late_batch_or_sync_revives_and_ends_i
     assert post(client, run_id, "finish", {"status": "succeeded"})["status"] == "succeeded"
     with engine.connect() as conn:
         assert len(conn.execute(select(pair_records).where(pair_records.c.run_id == run_id)).all()) == 1
+
+
+def test_a_step_of_many_pairs_is_one_batch_beyond_the_general_body_cap(client):
+    run_id = opened(client)
+    rows = [[1, 0, f"p{i}", -1.0, -2.0, -1.1, -1.9, 3, 4, 0.2, 1.0, True, 0.1, 0.0, 0.0] for i in range(5000)]
+    body = json.dumps({"pairs": rows, "texts": [[f"p{i}", "x" * 100, "y", "z"] for i in range(5000)]})
+    assert len(body) > 256 * 1024  # over the body budget of the other routes
+    assert post(client, run_id, "batch", json.loads(body))["pairs"] == 5000

@@ -40,7 +40,8 @@ def save_checkpoint(folder: Path, model: nn.Module, state: dict[str, Any]) -> Pa
     tmp = folder.with_name(folder.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     tensors = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
-    save_file(_dedupe_shared(tensors), tmp / MODEL_FILE)
+    # the step in the header's metadata lets the API read a checkpoint's step without torch
+    save_file(_dedupe_shared(tensors), tmp / MODEL_FILE, metadata={"step": str(state.get("step", ""))})
     torch.save({**state, "rng": rng_state()}, tmp / STATE_FILE)
     old = folder.with_name(folder.name + ".old")
     if folder.exists():

@@ -110,10 +110,9 @@ def execute(
         )
     except StaleAttempt:
         raise
-    except Exception as exc:  # the run failed: record why, keep its metrics
-        summary = RunSummary(
-            "failed", 0, error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
-        )
+    except Exception as exc:  # the run failed: record why (the message), keep its metrics
+        traceback.print_exc(file=sys.stderr)  # the traceback goes to the attempt's log, not to users
+        summary = RunSummary("failed", 0, error=error_message(exc))
     finally:
         if bar:
             bar.close()
@@ -122,6 +121,13 @@ def execute(
     db_sink.close()
     _record(engine, run_id, attempt, summary, release=not console and shutdown())
     return summary
+
+
+def error_message(exc: BaseException, limit: int = 2000) -> str:
+    """What a user sees of a failure: the exception's type and message, without the traceback (its
+    frames name server paths; it stays in the worker's log of the attempt)."""
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 def _record(engine: Engine, run_id: str, attempt: int, summary: RunSummary, release: bool) -> None:

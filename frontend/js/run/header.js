@@ -5,6 +5,16 @@
 import { api, message } from "../api.js";
 import { h, replace, stat } from "../dom.js";
 import { ACTIVE, duration, method, num, percent, runDuration, stepOf, when } from "../format.js";
+import { errorBox, repeatsError } from "./error.js";
+
+/** "resumes <parent> after step N" for a resume (its history includes the parent's), else "parent run". */
+function parentLink(run) {
+  if (!run.parent_id) return null;
+  const link = h("a", { href: `#/run/${run.parent_id}`, id: "parent-link" }, "parent run");
+  if (run.resume_step === null || run.resume_step === undefined) return h("span", {}, "cloned from ", link);
+  return h("span", { id: "resumed-from" }, "resumes its ", link, ` after step ${run.resume_step}: `
+    + `steps up to ${run.resume_step} are the parent's`);
+}
 
 export class RunHeader {
   constructor(node, runId) {
@@ -37,10 +47,20 @@ export class RunHeader {
       this.error);
   }
 
-  /** The stream's state: "live", "reconnecting" or "closed". */
+  /** The stream's state: "live", "reconnecting" or "closed". A finished run's dot is grey whatever the
+   * stream does: nothing more will arrive. */
   streamState(state) {
+    this.stream = state;
+    this.paintDot();
+  }
+
+  paintDot() {
+    const ended = this.status && !ACTIVE.has(this.status);
+    const state = ended ? "ended" : this.stream || "connecting";
     this.dot.className = `live-dot ${state}`;
-    this.streamText.textContent = { live: "live", reconnecting: "reconnecting…", closed: "stream closed" }[state] || state;
+    this.dot.dataset.state = state;
+    this.streamText.textContent = ended ? `${this.status}: final values`
+      : { live: "live", reconnecting: "reconnecting…", closed: "stream closed", connecting: "connecting…" }[state];
   }
 
   async act(label, action) {
@@ -57,12 +77,14 @@ export class RunHeader {
 
   render(run) {
     const active = ACTIVE.has(run.status);
+    this.status = run.status;
+    this.paintDot();
     this.name.textContent = run.name;
     this.badge.className = `badge ${run.status}`;
     this.badge.dataset.status = run.status;
     this.badge.textContent = run.stop_requested && active ? "stopping" : run.status;
     this.summary.textContent = `${method(run.config)} · β0 ${num(run.beta0, 3)}${run.preset ? ` · preset ${run.preset}` : ""}`;
-    replace(this.links, run.parent_id ? h("a", { href: `#/run/${run.parent_id}` }, "parent run") : null);
+    replace(this.links, parentLink(run));
     this.stop.disabled = !active || run.stop_requested;
     this.resume.disabled = !run.resumable;
     this.resume.title = run.resume_blocked ? `Resume: ${run.resume_blocked}` : "continue from the last checkpoint as a new run";
@@ -82,11 +104,10 @@ export class RunHeader {
       stat("attempt", String(run.attempt)),
       stat("created", when(run.created_at)),
       stat("duration", duration(runDuration(run))),
-      run.message ? stat("message", run.message) : null,
+      run.message && !repeatsError(run) ? stat("message", run.message) : null,
       run.status === "queued" && run.waiting_for ? stat("waiting for", run.waiting_for, { id: "run-waiting" }) : null,
       ["stopped", "failed"].includes(run.status) && run.resume_blocked
         ? stat("resume", run.resume_blocked, { id: "resume-blocked" }) : null);
-    replace(this.error, run.error
-      ? h("div", { class: "alert", role: "alert" }, h("strong", {}, "Error"), h("pre", { class: "mono" }, run.error)) : null);
+    replace(this.error, errorBox(run));
   }
 }

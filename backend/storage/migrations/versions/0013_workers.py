@@ -2,8 +2,8 @@
 and when it was last seen — upserted by the worker itself (``backend.storage.workers``), read by the
 Workers page and by the submit-time check that some live worker can take a run.
 
-Revision ID: 0012
-Revises: 0011 (the lead re-chains it after the migrations merged before it)
+Revision ID: 0013
+Revises: 0012 (0012_run_resume_step; the lead re-chains it if another lands first)
 Create Date: 2026-12-06
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
