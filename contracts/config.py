@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from contracts.evaluation_config import EvaluationConfig, ProbeConfig
 from contracts.evaluation_config import JudgeConfig as JudgeConfig
 from contracts.frozen import MAX_BATCH_CAP, MAX_LENGTH_CAP, MAX_ROWS_CAP, MAX_STEPS_CAP, Frozen
+from contracts.parallel_config import DistributedConfig, LoraConfig
 
 # --------------------------------------------------------------------------------------------- model
 
@@ -75,6 +76,9 @@ class ModelConfig(Frozen):
     gradient_checkpointing: bool = False
     checkpoint_every_n_layers: int = Field(1, ge=1, le=1024)
     share_prompt: bool = True
+    lora: LoraConfig | None = Field(
+        None, description="LoRA adapters through peft (null: full fine-tuning); see LoraConfig."
+    )
 
     @model_validator(mode="after")
     def _source_fields(self) -> ModelConfig:
@@ -82,6 +86,8 @@ class ModelConfig(Frozen):
             raise ValueError("model.path is required when model.source is 'pretrained'")
         if self.source == "toy" and self.gradient_checkpointing:
             raise ValueError("model.gradient_checkpointing applies to language models, not the toy MLP")
+        if self.source == "toy" and self.lora is not None:
+            raise ValueError("model.lora applies to language models, not the toy MLP")
         if self.checkpoint_every_n_layers > 1 and not self.gradient_checkpointing:
             raise ValueError("model.checkpoint_every_n_layers needs model.gradient_checkpointing: true")
         for name in (self.path, self.gguf_file):
@@ -297,7 +303,12 @@ class RunConfig(Frozen):
     log_every: int = Field(1, ge=1, le=MAX_STEPS_CAP)
     checkpoint_every: int = Field(0, ge=0, le=MAX_STEPS_CAP)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    num_processes: int = Field(1, ge=1, le=64)
+    num_processes: int = Field(
+        1, ge=1, le=64, description="Processes (one per GPU) under torchrun; see ``distributed``."
+    )
+    distributed: DistributedConfig = Field(
+        DistributedConfig(), description="How the processes share the run (ddp, fsdp or auto)."
+    )
 
     @field_validator("name")
     @classmethod
