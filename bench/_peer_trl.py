@@ -25,8 +25,8 @@ from transformers import (
 )
 
 from contracts.config import RunConfig
-from worker.engine.data import TokenizedPair, load_pairs
-from worker.engine.models import SMOLLM2_FILE, load_policy, smollm2_dir
+from worker.engine.data.pairs import TokenizedPair, load_pairs
+from worker.engine.model.loading import SMOLLM2_FILE, load_policy, smollm2_dir
 
 
 class StepClock(TrainerCallback):

@@ -53,7 +53,7 @@ import psycopg
 from backend.storage import runs
 from backend.storage.db import init_db
 from contracts.events import MetricPoint
-from worker.db_sink import DbSink
+from worker.jobs.db_sink import DbSink
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{name}"

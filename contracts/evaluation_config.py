@@ -22,7 +22,7 @@ class JudgeConfig(Frozen):
     higher score wins; ``rule``: the constructed tasks' ground-truth rule (a response that is exactly
     right beats one that is not), or, with ``entry_point`` ("package.module:function", a module
     importable in the worker's environment, never a file path), the user's own scoring function
-    (worker.engine.custom_judge); ``openai``: an OpenAI-compatible chat-completions endpoint
+    (worker.engine.evaluation.custom_judge); ``openai``: an OpenAI-compatible chat-completions endpoint
     (``base_url``, ``model``, key read from the environment variable ``api_key_env``), asked in both
     orders to cancel position bias, its cost counted at ``usd_per_million_input_tokens`` and
     ``usd_per_million_output_tokens`` (0 = unknown or free).

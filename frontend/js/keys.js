@@ -53,6 +53,11 @@ export const K = Object.freeze({
   judgePromptTokens: "eval/judge/prompt_tokens",
   judgeCompletionTokens: "eval/judge/completion_tokens",
   judgeCostUsd: "eval/judge/cost_usd",
+  rmLoss: "rm/loss",
+  rmAccuracy: "rm/accuracy",
+  rmMargin: "rm/margin",
+  rmEvalLoss: "rm/eval/loss",
+  rmEvalAccuracy: "rm/eval/accuracy",
 });
 
 export const WIN_RATE_PREFIX = "eval/win_rate/";

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import re
 
-from worker.engine.custom_judge import rule_judge
+from worker.engine.evaluation.custom_judge import rule_judge
 
 SUM = re.compile(r"What is (\d+) \+ (\d+)\?")
 NOT_CALLABLE = 3

@@ -1,11 +1,11 @@
-"""worker.engine.constructed: deterministic pairs with a known answer and a controlled quality gap."""
+"""worker.engine.data.constructed: deterministic pairs with a known answer and a controlled quality gap."""
 
 from collections import Counter
 
 import pytest
 
 from contracts.config import ConstructedDataSpec
-from worker.engine.constructed import constructed_rows, expected_answer, is_correct, task_and_gap
+from worker.engine.data.constructed import constructed_rows, expected_answer, is_correct, task_and_gap
 
 
 def test_same_spec_same_rows_other_seed_other_rows() -> None:

@@ -8,9 +8,9 @@ import pytest
 from backend.config_files import ConfigError, apply_overrides, load_preset, validate
 from contracts.config import JudgeConfig, RunConfig
 from tests.engine.rule_judge_example import arithmetic_exact
-from worker.engine.custom_judge import EntryPointError, EntryPointJudge, RuleJudgeError
-from worker.engine.evaluation import build_judge
-from worker.engine.judges import by_score
+from worker.engine.evaluation.custom_judge import EntryPointError, EntryPointJudge, RuleJudgeError
+from worker.engine.evaluation.judges import by_score
+from worker.engine.evaluation.win_rates import build_judge
 from worker.engine.loop import train
 from worker.engine.sinks import ListSink
 

@@ -1,4 +1,4 @@
-"""worker.engine.data and worker.engine.tokenizer: rows → token pairs → batches, and the sampler."""
+"""worker.engine.data (pairs, tokenizer): rows → token pairs → batches, and the sampler."""
 
 import json
 from pathlib import Path
@@ -8,8 +8,8 @@ import torch
 
 from contracts.config import ConstructedDataSpec, DataConfig
 from contracts.pairs import DatasetError, PreferenceRow
-from worker.engine import tokenizer as tokenizer_module
-from worker.engine.data import (
+from worker.engine.data import tokenizer as tokenizer_module
+from worker.engine.data.pairs import (
     PairSampler,
     TokenizedPair,
     batch_token_count,
@@ -17,7 +17,7 @@ from worker.engine.data import (
     load_pairs,
     tokenize_row,
 )
-from worker.engine.tokenizer import build_tiny_tokenizer, load_tokenizer
+from worker.engine.data.tokenizer import build_tiny_tokenizer, load_tokenizer
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 HH_TEST = SHARED_DATA / "hh-rlhf-harmless-base-test.jsonl.gz"

@@ -17,7 +17,7 @@ from backend.storage.evaluations import insert_evaluation, list_evaluations
 from backend.storage.metrics import insert_points
 from contracts import metric_keys as mk
 from contracts.events import EvalRecord, MetricPoint
-from worker.cli.experiment_summary import RunResult, pooled_cells, toy_summary, verdict, win_rate_summary
+from worker.experiments.summary import RunResult, pooled_cells, toy_summary, verdict, win_rate_summary
 
 REPO = Path(__file__).resolve().parents[2]
 

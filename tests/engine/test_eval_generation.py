@@ -7,7 +7,7 @@ import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 from tests.engine.neox import one_layer_neox
-from worker.engine.generation import encode_prompt, sample
+from worker.engine.evaluation.generation import encode_prompt, sample
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ from backend.config_files import apply_overrides, load_preset, validate
 from contracts import metric_keys as mk
 from contracts.config import ProbeConfig
 from tests.engine.neox import one_layer_neox
-from worker.engine.data import TokenizedPair
+from worker.engine.data.pairs import TokenizedPair
+from worker.engine.evaluation.probes import ProbeSet, probe_batch
 from worker.engine.loop import train
-from worker.engine.probes import ProbeSet, probe_batch
-from worker.engine.scoring import response_logps
+from worker.engine.model.scoring import response_logps
 from worker.engine.sinks import ListSink
 
 PROBE_KEYS = {

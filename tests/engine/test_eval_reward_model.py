@@ -15,10 +15,15 @@ from backend.storage import metrics, runs
 from backend.storage.db import init_db
 from contracts import metric_keys as mk
 from contracts.config import RunConfig
-from worker.engine.data import collate, load_pairs
-from worker.engine.judges import RewardModelJudge
-from worker.engine.models import ModelLoadError
-from worker.engine.reward_model import load_reward_model, pair_rewards, score_texts, train_reward_model
+from worker.engine.data.pairs import collate, load_pairs
+from worker.engine.evaluation.judges import RewardModelJudge
+from worker.engine.evaluation.reward_model import (
+    load_reward_model,
+    pair_rewards,
+    score_texts,
+    train_reward_model,
+)
+from worker.engine.model.loading import ModelLoadError
 from worker.engine.sinks import ListSink
 
 REPO = Path(__file__).resolve().parents[2]

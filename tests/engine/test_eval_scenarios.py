@@ -8,9 +8,9 @@ from pathlib import Path
 from contracts.config import ConstructedDataSpec, DataConfig
 from contracts.pairs import read_rows
 from tests.engine.neox import one_layer_neox
-from worker.engine.data import load_pairs
-from worker.engine.judges import RuleJudge, Verdict, by_score
-from worker.engine.scenarios import SamplingSpec, build_scenarios, copeland_order, write_jsonl
+from worker.engine.data.pairs import load_pairs
+from worker.engine.evaluation.judges import RuleJudge, Verdict, by_score
+from worker.experiments.scenarios import SamplingSpec, build_scenarios, copeland_order, write_jsonl
 
 
 class LongerWins:

@@ -10,8 +10,8 @@ import pytest
 from backend.config_files import apply_overrides, load_preset, validate
 from contracts import metric_keys as mk
 from contracts.config import RunConfig
-from worker.engine.evaluation import difference_interval, tally, wilson_interval
-from worker.engine.judges import RuleJudge, by_score, rule_score, task_of
+from worker.engine.evaluation.judges import RuleJudge, by_score, rule_score, task_of
+from worker.engine.evaluation.win_rates import difference_interval, tally, wilson_interval
 from worker.engine.loop import train
 from worker.engine.sinks import ListSink
 

@@ -6,7 +6,6 @@ summary again from the stored runs, and creates the row of a group that had none
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
 
@@ -18,7 +17,7 @@ from backend.storage import experiment_groups, runs
 from backend.storage.db import init_db
 from backend.storage.tables import experiment_groups as groups_table
 from worker.cli.main import main
-from worker.experiment_tasks import experiment_argv, supervise_group
+from worker.jobs.group_supervisor import experiment_argv, supervise_group
 
 SPEC = {
     "name": "mini-toy",
@@ -69,11 +68,9 @@ def group_row(engine, group: str) -> experiment_groups.GroupRow:
 
 def test_the_task_runs_the_group_and_summarize_rebuilds_it(store, monkeypatch):
     engine, spec = store
-    monkeypatch.setattr("worker.cli.experiment_figure.write_png", lambda *_: False)  # in this process only
+    monkeypatch.setattr("worker.experiments.figure.write_png", lambda *_: False)  # in this process only
     row = queued(engine, "mini-1", str(spec))
-    assert experiment_argv(row)[1:] == ["-m", "worker.cli.experiment_command", str(spec), "--group", "mini-1"]
-    seeded = dataclasses.replace(row, quick=True, seeds=[3, 4])
-    assert experiment_argv(seeded)[-3:] == ["--quick", "--seeds", "3,4"]
+    assert experiment_argv(row)[1:] == ["-m", "worker.experiments", "mini-1"]  # the rest is read from the row
     assert supervise_group(engine, "mini-1", get_settings().data_dir, threading.Event(), 0.1) == "succeeded"
     assert supervise_group(engine, "mini-1", get_settings().data_dir, threading.Event()) == "not claimed"
     done = group_row(engine, "mini-1")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from contracts.config import ModelConfig
-from worker.engine.gguf_cache import DONE_MARK, converted_dir
-from worker.engine.models import SMOLLM2_FILE, ModelLoadError, load_policy, smollm2_dir
+from worker.engine.model.gguf_cache import DONE_MARK, converted_dir
+from worker.engine.model.loading import SMOLLM2_FILE, ModelLoadError, load_policy, smollm2_dir
 
 
 @pytest.mark.slow

@@ -12,8 +12,8 @@ import torch
 from backend.config_files import apply_overrides, load_preset, validate
 from contracts import metric_keys as mk
 from contracts.config import RunConfig
-from worker.engine import families
 from worker.engine.loop import train
+from worker.engine.model import families
 from worker.engine.sinks import ListSink
 
 SMALL = [

@@ -1,4 +1,4 @@
-"""The two memory savers of the engine: the chunked language-model head (worker/engine/head_logps.py)
+"""The two memory savers of the engine: the chunked language-model head (worker/engine/model/head_logps.py)
 and gradient checkpointing (``model.gradient_checkpointing``). Both must change memory only: the same
 log-probs, the same gradients, the same training trajectory."""
 
@@ -12,9 +12,9 @@ from torch import nn
 from contracts import metric_keys as mk
 from contracts.config import ModelConfig
 from tests.engine.test_loop import small, values
-from worker.engine import head_logps
 from worker.engine.loop import train
-from worker.engine.models import load_policy
+from worker.engine.model import head_logps
+from worker.engine.model.loading import load_policy
 from worker.engine.sinks import ListSink
 
 

@@ -82,7 +82,7 @@ def test_smollm2_loads_from_the_package_and_trains_a_few_steps(
 
 
 def test_a_local_pretrained_directory_trains_and_pickle_weights_are_refused(tmp_path: Path) -> None:
-    from worker.engine.models import ModelLoadError, load_policy
+    from worker.engine.model.loading import ModelLoadError, load_policy
 
     model, tokenizer = load_policy(small("tiny-dpo").model, seed=0)
     folder = tmp_path / "saved"

@@ -1,4 +1,4 @@
-"""The lean GPT-NeoX forward (worker/engine/neox_forward.py) must give transformers' hidden states and
+"""The lean GPT-NeoX forward (worker/engine/model/neox_forward.py) must give transformers' hidden states and
 gradients on every config it claims, and must step aside where it would differ."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from tests.engine.test_shared_prompt import PAIRS
-from worker.engine import neox_forward
-from worker.engine.models import disable_dropout, enable_checkpointing
-from worker.engine.shared_prompt import attention_mask, collate_shared
+from worker.engine.model import neox_forward
+from worker.engine.model.loading import disable_dropout, enable_checkpointing
+from worker.engine.model.shared_prompt import attention_mask, collate_shared
 
 
 def _model(**overrides: object) -> GPTNeoXForCausalLM:

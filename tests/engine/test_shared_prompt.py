@@ -1,4 +1,4 @@
-"""Prompt sharing (worker/engine/shared_prompt.py): one row prompt ‖ chosen ‖ rejected per pair must give
+"""Prompt sharing (engine/model/shared_prompt.py): one row prompt ‖ chosen ‖ rejected per pair must give
 the log-probs, the gradients and the training trajectory of the 2B-row batch, with fewer tokens."""
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from transformers import (
 
 from contracts import metric_keys as mk
 from tests.engine.test_loop import small, values
-from worker.engine.data import TokenizedPair, collate
+from worker.engine.data.pairs import TokenizedPair, collate
 from worker.engine.loop import Trainer, train
-from worker.engine.scoring import response_logps, shared_response_logps
-from worker.engine.shared_prompt import collate_shared, supports_shared_prompt
+from worker.engine.model.scoring import response_logps, shared_response_logps
+from worker.engine.model.shared_prompt import collate_shared, supports_shared_prompt
 from worker.engine.sinks import ListSink, NullSink
 
 

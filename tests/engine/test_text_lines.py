@@ -10,11 +10,11 @@ from pydantic import ValidationError
 
 from backend.config_files import apply_overrides, load_preset, validate
 from contracts.config import ConstructedDataSpec
-from worker.engine.constructed import constructed_rows, expected_answer, is_correct, task_and_gap
-from worker.engine.judges import RuleJudge, rule_score, task_of
+from worker.engine.data.constructed import constructed_rows, expected_answer, is_correct, task_and_gap
+from worker.engine.data.text_lines import PROMPT_HEAD, next_line_answer, paragraphs
+from worker.engine.evaluation.judges import RuleJudge, rule_score, task_of
 from worker.engine.loop import train
 from worker.engine.sinks import ListSink
-from worker.engine.text_lines import PROMPT_HEAD, next_line_answer, paragraphs
 
 ASSERT_PROMPT = PROMPT_HEAD + "Assert statements are a convenient way to insert debugging assertions"
 WHILE_PROMPT = (

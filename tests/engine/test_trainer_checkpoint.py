@@ -7,7 +7,7 @@ from backend.settings import get_settings
 from backend.storage import metrics, runs
 from backend.storage.db import init_db
 from contracts.config import RunConfig
-from worker.trainer import execute
+from worker.jobs.trainer import execute
 
 
 def test_a_checkpoint_this_worker_cannot_see_fails_the_run_instead_of_restarting(tmp_path, monkeypatch):

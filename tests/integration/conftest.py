@@ -94,7 +94,7 @@ def trainer_pids(data_dir: Path, run_id: str) -> list[int]:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"worker.trainer" in argv and run_id.encode() in argv:
+        if b"worker.jobs.trainer" in argv and run_id.encode() in argv:
             found.append(pid)
     return found
 

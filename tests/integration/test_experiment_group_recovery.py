@@ -64,7 +64,7 @@ def command_pids(data_dir: Path) -> list[int]:
     found = []
     for pid in pids_using(data_dir):
         try:
-            if b"worker.cli.experiment_command" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if b"worker.experiments" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 found.append(pid)
         except OSError:
             continue

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from contracts.config import JudgeConfig
-from worker.engine.openai_judge import JudgeError, OpenAIJudge, RateLimiter, combine, parse_choice
+from worker.engine.evaluation.openai_judge import JudgeError, OpenAIJudge, RateLimiter, combine, parse_choice
 
 SHOWN = re.compile(r"Response A:\n(.*)\n\nResponse B:\n(.*)\n\nFIRST", re.S)
 

@@ -16,8 +16,8 @@ from contracts import metric_keys as mk
 from contracts.config import JudgeConfig
 from tests.integration.test_openai_judge import Script
 from tests.integration.test_openai_judge import server as server  # the local endpoint fixture
+from worker.engine.evaluation.openai_judge import OpenAIJudge
 from worker.engine.loop import train
-from worker.engine.openai_judge import OpenAIJudge
 from worker.engine.sinks import ListSink
 
 PRICES = [

@@ -1,4 +1,4 @@
-"""A plain ``celery -A worker.tasks worker`` (not ``alignscope worker``) shuts down like ours: the
+"""A plain ``celery -A worker.jobs.celery_app worker`` (not ``alignscope worker``) shuts down like ours: the
 first SIGTERM asks the running work to end cleanly, a second kills it at once instead of waiting
 for the grace period (30 s for a trainer, 60 s for an experiment command). Real processes on the
 embedded broker (SQLite, ``filesystem://``): a run and an experiment group at once (concurrency 2),
@@ -22,7 +22,7 @@ from tests.integration.conftest import ProcessKeeper, run_row, tiny_config, trai
 from tests.integration.test_experiment_group_recovery import LONG_TOY, command_pids, group_row
 
 pytestmark = pytest.mark.slow
-CELERY = [sys.executable, "-m", "celery", "-A", "worker.tasks", "worker", "--pool=threads",
+CELERY = [sys.executable, "-m", "celery", "-A", "worker.jobs.celery_app", "worker", "--pool=threads",
           "--concurrency=2", "--prefetch-multiplier=1", "--without-mingle", "--without-gossip",
           "--without-heartbeat", "--loglevel=info"]  # fmt: skip
 SETTINGS = {  # lost messages sent again at once; no heartbeat goes stale during the test

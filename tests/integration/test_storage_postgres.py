@@ -24,7 +24,7 @@ from contracts.events import EvalRecord, MetricPoint, PairRecord, PairText
 from tests.unit import test_storage_rollups_migration
 from tests.unit.test_storage_metrics import check_paging_equals_a_seq_walk
 from tests.unit.test_storage_series_migration import migrate_and_check
-from worker.db_sink import DbSink
+from worker.jobs.db_sink import DbSink
 
 pytestmark = pytest.mark.postgres
 SERVER = "postgresql://postgres@127.0.0.1:5432/test"

@@ -72,7 +72,7 @@ def test_release_keeps_the_attempt_and_yields_to_a_user_stop(tmp_path: Path) -> 
 
 SIGNALLED_CHILD = """
 import time
-from worker.trainer import ShutdownSignals
+from worker.jobs.trainer import ShutdownSignals
 asked = ShutdownSignals().install()
 print("ready", flush=True)
 while not asked():

@@ -1,4 +1,4 @@
-"""worker.reconciler on SQLite with a recording waker (the broker side is exercised by the real-process
+"""worker.jobs.reconciler on SQLite with a recording waker (the broker side is exercised by the real-process
 tests in tests/integration/test_experiment_group_recovery.py): a queued group's task is sent again
 only once it has waited ``resend_after_s`` and the broker holds fewer messages than there are queued
 runs and groups; a running group whose heartbeat is stale is failed, a fresh one left alone; a
@@ -16,7 +16,7 @@ from backend.storage import runs
 from backend.storage.tables import experiment_groups as groups_table
 from backend.storage.tables import runs as runs_table
 from contracts.config import RunConfig
-from worker.reconciler import ReconcilePolicy, Reconciler, group_queue
+from worker.jobs.reconciler import ReconcilePolicy, Reconciler, group_queue
 
 POLICY = ReconcilePolicy(every_s=1.0, stale_after_s=60.0, max_attempts=3, resend_after_s=30.0)
 CUDA_SPEC = {

@@ -1,4 +1,4 @@
-"""worker.db_sink.DbSink on SQLite: batching, heartbeat, back-fill after a real lock-out, fencing."""
+"""worker.jobs.db_sink.DbSink on SQLite: batching, heartbeat, back-fill after a real lock-out, fencing."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from backend.storage.fencing import StaleAttempt
 from backend.storage.tables import metric_points, pair_records, pairs
 from backend.storage.tables import runs as runs_table
 from contracts.events import MetricPoint, MetricsSink, PairRecord, PairText
-from worker.db_sink import DbSink
+from worker.jobs.db_sink import DbSink
 
 POINTS = [MetricPoint("train/loss", step, 1.0 / (step + 1), 100.0 + step) for step in range(10)]
 

@@ -1,58 +1,14 @@
 """``alignscope experiment NAME [--quick] [--seeds 0,1] [--group GROUP]``: run an experiment preset's
-stages and runs in this process, one after another, each run recorded in the store under one group,
-then print the summary table. The group's row (``backend.storage.experiment_groups``) is written at
-the start (or, with ``--group``, the queued row the API created is taken), follows the stages and
-runs in its message, and gets the summary and the outcome at the end, so the dashboard shows it
-wherever it runs; the summary is also written to ``<data dir>/experiments/<group>/``.
-
-While it runs a group, a thread renews the group's heartbeat (``updated_at``) every HEARTBEAT_S; the
-reconciler fails a running group whose heartbeat is stale. Started by a worker's ``experiments.run``
-task (PARENT_ENV holds the worker's pid), the command dies with that worker (SIGKILL to itself as
-soon as its parent is gone), so a killed worker leaves no orphan training on and the group's
-heartbeat stops.
-
-``alignscope experiment [NAME] --summarize GROUP`` recomputes and stores the summary of an existing
-group from the store without training (after a crash, or for a group run before groups had rows).
-``alignscope experiment --list`` names the presets. torch is imported only when a command trains
-or summarizes, so ``alignscope`` starts fast.
-"""
+stages and runs in this process (``worker.experiments.runner``), then print the summary table;
+``--summarize GROUP`` stores an existing group's summary again without training; ``--list`` names
+the presets. torch is imported only when a command trains or summarizes, so ``alignscope`` starts
+fast."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import signal
-import sys
-import threading
-import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import InterfaceError, OperationalError
-
-from backend.config_files import ConfigError, validate
-from backend.experiment_spec import (
-    ExperimentSpec,
-    group_name,
-    list_experiments,
-    load_experiment,
-    planned_runs,
-    run_count,
-    substitute,
-)
-from backend.settings import get_settings
-from backend.storage import experiment_groups, runs
-from backend.storage.db import init_db
-from contracts.config import RunConfig
-
-if TYPE_CHECKING:  # imports torch
-    from worker.cli.experiment_summary import RunResult
-
-HEARTBEAT_S = 2.0
-PARENT_EXIT_POLL_S = 0.5
-PARENT_ENV = "ALIGNSCOPE_EXPERIMENT_PARENT"  # pid of the worker whose task started this command
+from backend.experiment_spec import list_experiments, load_experiment
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -71,226 +27,14 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.summarize:
+        from worker.experiments.runner import summarize
+
         return summarize(args.summarize, args.name)
     if args.list or not args.name:
         for name in list_experiments():
             spec = load_experiment(name)
             print(f"{name:20}  {spec.title} ({spec.runtime_note or 'no runtime note'})")
         return 0
-    try:
-        spec = load_experiment(args.name)
-        count = run_count(spec, args.quick, args.seeds)
-    except ConfigError as exc:
-        print(f"invalid experiment:\n{exc}", file=sys.stderr)
-        return 2
-    engine = init_db(get_settings().database_url)
-    group = _open_group(engine, spec, args, count)
-    if group is None:
-        return 2
-    beating = threading.Event()
-    threading.Thread(
-        target=_heartbeat, args=(engine, group, beating), name="group-heartbeat", daemon=True
-    ).start()
-    try:
-        return run_group(engine, spec, group, args.quick, args.seeds)
-    except BaseException as exc:  # Ctrl-C twice, a crash: the group row must not stay running
-        with engine.begin() as conn:
-            experiment_groups.finish_group(conn, group, "failed", f"{type(exc).__name__}: {exc}")
-        raise
-    finally:
-        beating.set()
+    from worker.experiments.runner import run_experiment
 
-
-def _heartbeat(engine: Engine, group: str, stop: threading.Event) -> None:
-    """Renew the group's heartbeat every HEARTBEAT_S until ``stop``; a database outage is reported
-    and retried on the next beat."""
-    while not stop.wait(HEARTBEAT_S):
-        try:
-            with engine.begin() as conn:
-                experiment_groups.touch_group(conn, group)
-        except (OperationalError, InterfaceError) as exc:
-            print(f"group {group}: heartbeat failed, database unavailable ({exc})", file=sys.stderr)
-
-
-def _exit_with_parent(parent_pid: int) -> None:
-    """SIGKILL this process once ``parent_pid`` (the worker that started it) is no longer its parent:
-    the worker died, even SIGKILLed. Its run left running goes to the run reconciler, the group to
-    the group reconciler (no heartbeat any more)."""
-    while os.getppid() == parent_pid:
-        time.sleep(PARENT_EXIT_POLL_S)
-    os.write(2, f"the worker (pid {parent_pid}) that started this experiment is gone; exiting\n".encode())
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _open_group(engine: Engine, spec: ExperimentSpec, args: argparse.Namespace, count: int) -> str | None:
-    """The group's id: the API's queued row named by ``--group``, or a new running row."""
-    with engine.begin() as conn:
-        if args.group is None:
-            return experiment_groups.new_group(
-                conn, group_name(spec, args.quick), spec.name, spec.title, args.quick, args.seeds, count,
-                status="running",
-            )  # fmt: skip
-        if experiment_groups.start_group(conn, args.group, count, "starting"):
-            return args.group
-    print(f"group {args.group} does not exist or has already finished", file=sys.stderr)
-    return None
-
-
-def run_group(engine: Engine, spec: ExperimentSpec, group: str, quick: bool, seeds: list[int] | None) -> int:
-    """Stages, runs and summary of ``group``; the exit status (0 when every run succeeded)."""
-    from worker.cli.experiment_stages import run_stages
-
-    data_dir = Path(get_settings().data_dir)
-    folder = data_dir / "experiments" / group
-    folder.mkdir(parents=True, exist_ok=True)
-    print(f"experiment {spec.name} → group {group} ({get_settings().database_url})", file=sys.stderr)
-    try:
-        plan = planned_runs(spec, quick, seeds)
-        for label, column, seed, data in plan:  # fail fast, before the stages
-            _config(spec, group, label, column, seed, data)
-        places = run_stages(spec, quick, engine, group, folder, data_dir, lambda m: _say(engine, group, m))
-        configs = [
-            (label, column, seed, _config(spec, group, label, column, seed, substitute(data, places)))
-            for label, column, seed, data in plan
-        ]
-    except (ConfigError, ValueError) as exc:
-        print(f"experiment {spec.name} cannot start:\n{exc}", file=sys.stderr)
-        with engine.begin() as conn:
-            experiment_groups.finish_group(conn, group, "failed", f"cannot start: {exc}")
-        return 2
-    results = []
-    for index, (label, column, seed, config) in enumerate(configs, start=1):
-        _say(engine, group, f"run {index} of {len(configs)}: {config.name}")
-        results.append(_launch(engine, label, column, seed, config))
-        if results[-1].status == "stopped":  # Ctrl-C: the run checkpointed; summarize what ran
-            print("experiment stopped; the summary covers the runs so far", file=sys.stderr)
-            break
-    _say(engine, group, "summarizing")
-    print(store_summary(engine, spec, group, results, quick, folder))
-    failed = [f"{r.place()}: {r.status}" for r in results if r.status != "succeeded"]
-    missing = len(configs) - len(results)
-    error = "; ".join(failed + ([f"{missing} runs not started"] if missing else [])) or None
-    with engine.begin() as conn:
-        experiment_groups.finish_group(conn, group, "failed" if error else "succeeded", error)
-    return 1 if error else 0
-
-
-def _say(engine: Engine, group: str, message: str) -> None:
-    with engine.begin() as conn:
-        experiment_groups.set_message(conn, group, message)
-
-
-def store_summary(
-    engine: Engine, spec: ExperimentSpec, group: str, results: list[RunResult], quick: bool, folder: Path
-) -> str:
-    """Builds the summary, stores it in the group's row, writes the files; returns the Markdown."""
-    from worker.cli.experiment_report import build_summary, write_files
-
-    summary, ours, figure = build_summary(spec, group, results, engine, quick)
-    with engine.begin() as conn:
-        experiment_groups.store_summary(conn, group, summary)
-    return write_files(summary, ours, figure, folder)
-
-
-def run_name(spec: ExperimentSpec, label: str, column: str, seed: int) -> str:
-    return "/".join(part for part in (spec.name, label, column, f"seed{seed}") if part)
-
-
-def _config(
-    spec: ExperimentSpec, group: str, label: str, column: str, seed: int, data: dict[str, Any]
-) -> RunConfig:
-    name = run_name(spec, label, column, seed)
-    try:
-        return validate({**data, "name": name, "group": group, "preset": f"experiment:{spec.name}"})
-    except ConfigError as exc:
-        raise ConfigError(f"run '{name}':\n{exc}") from exc
-
-
-def _launch(engine: Engine, label: str, column: str, seed: int, config: RunConfig) -> RunResult:
-    from worker.cli.experiment_summary import RunResult
-    from worker.trainer import execute
-
-    with engine.begin() as conn:
-        run_id = runs.create_run(conn, config.model_dump_json(), config.name, config.preset, config.group)
-        runs.claim_run(conn, run_id, 1)
-    started = time.perf_counter()
-    summary = execute(engine, run_id, 1, console=True)
-    seconds = time.perf_counter() - started
-    print(
-        f"    {summary.status} after {summary.steps} steps in {seconds:.0f} s (run {run_id})", file=sys.stderr
-    )
-    if summary.error:
-        print(summary.error, file=sys.stderr)
-    return RunResult(run_id, label, column, seed, summary.status, seconds)
-
-
-def summarize(group: str, name: str | None) -> int:
-    """``--summarize GROUP``: the summary of the group's stored runs, stored and written again."""
-    from worker.cli.experiment_summary import RunResult
-
-    engine = init_db(get_settings().database_url)
-    with engine.begin() as conn:
-        row = experiment_groups.get_group(conn, group)
-        stored = runs.list_runs(conn, group=group, limit=100_000)
-    if row is None and not stored:
-        print(f"no group {group!r} in {get_settings().database_url}", file=sys.stderr)
-        return 2
-    name = name or (row.experiment if row else _preset_of(stored))
-    try:
-        spec = load_experiment(name or "")
-    except ConfigError as exc:
-        print(f"cannot tell the group's experiment (name it: experiment NAME --summarize GROUP):\n{exc}",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    quick = row.quick if row else "-quick-" in group
-    seeds = row.seeds if row else sorted({json.loads(r.config).get("seed", 0) for r in stored})
-    newest = {}
-    for r in reversed(stored):  # newest first in ``stored``: a resumed run replaces its parent
-        newest[r.name] = r
-    results = []
-    for label, column, seed, _ in planned_runs(spec, quick, seeds):
-        found = newest.get(run_name(spec, label, column, seed))
-        if found is not None:
-            seconds = found.finished_at - found.started_at if found.finished_at and found.started_at else None
-            results.append(RunResult(found.id, label, column, seed, found.status, seconds))
-    if row is None:
-        with engine.begin() as conn:
-            count = run_count(spec, quick, seeds)
-            experiment_groups.create_group(conn, group, spec.name, spec.title, quick, seeds, count, "running")
-    folder = Path(get_settings().data_dir) / "experiments" / group
-    print(store_summary(engine, spec, group, results, quick, folder))
-    _settle(engine, group, [r.status for r in stored], len(results) == len(planned_runs(spec, quick, seeds)))
-    return 0
-
-
-def _preset_of(stored: list[runs.RunRow]) -> str | None:
-    presets = {r.preset for r in stored if r.preset and r.preset.startswith("experiment:")}
-    return presets.pop().removeprefix("experiment:") if len(presets) == 1 else None
-
-
-def _settle(engine: Engine, group: str, statuses: list[str], complete: bool) -> None:
-    """The group's outcome from its runs: still running while one is queued or running; succeeded
-    when every planned run exists and every run succeeded; failed otherwise."""
-    if any(s in ("queued", "running") for s in statuses):
-        return
-    ok = complete and all(s == "succeeded" for s in statuses)
-    error = None if ok else "not every planned run succeeded (summarized from the store)"
-    with engine.begin() as conn:
-        experiment_groups.finish_group(conn, group, "succeeded" if ok else "failed", error, only_active=False)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m worker.cli.experiment_command NAME …``: this command alone, without the other
-    commands' imports (what the ``experiments.run`` task starts)."""
-    if parent := os.environ.pop(PARENT_ENV, None):
-        threading.Thread(
-            target=_exit_with_parent, args=(int(parent),), name="parent-watch", daemon=True
-        ).start()
-    parser = argparse.ArgumentParser(prog="alignscope")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["experiment", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.handler(args) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return run_experiment(args.name, args.quick, args.seeds, args.group)

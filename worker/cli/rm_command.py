@@ -11,11 +11,9 @@ from pathlib import Path
 
 from backend.config_files import ConfigError, load_config
 from backend.settings import get_settings
-from backend.storage import runs
 from backend.storage.db import init_db
 from contracts.pairs import DatasetError
-from worker.db_sink import DbSink
-from worker.engine.sinks import ConsoleSink, TeeSink
+from worker.jobs.in_process import reward_model_job, run_in_process
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -36,8 +34,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from worker.engine.reward_model import train_reward_model  # torch loads only for this command
-
     try:
         config = load_config(args.config, args.overrides)
     except ConfigError as exc:
@@ -46,27 +42,22 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     engine = init_db(settings.database_url)
     name = config.name if config.name.startswith("rm") else f"rm-{config.name}"
-    with engine.begin() as conn:
-        run_id = runs.create_run(conn, config.model_dump_json(), name, config.preset, config.group)
-        runs.claim_run(conn, run_id, 1)
-    out = Path(args.out) if args.out else Path(settings.data_dir) / "reward_models" / run_id
-    print(f"reward model run {run_id} ({name}) → {settings.database_url}", file=sys.stderr)
-    db_sink = DbSink(engine, run_id, 1, total_steps=config.optim.max_steps)
-    bar = ConsoleSink(config.optim.max_steps, name)
-    status, error = "failed", None
+
+    def out(run_id: str) -> Path:
+        return Path(args.out) if args.out else Path(settings.data_dir) / "reward_models" / run_id
+
+    job = reward_model_job(config, out, console=True, name=name)
+
+    def announce(run_id: str) -> None:
+        print(f"reward model run {run_id} ({name}) → {settings.database_url}", file=sys.stderr)
+
     try:
-        summary = train_reward_model(config, TeeSink(db_sink, bar), out, db_sink.stop_requested)
-        status = summary.status
-        accuracy = summary.metrics.get("rm/eval/accuracy")
-        held_out = f"; held-out accuracy {accuracy:.3f}" if accuracy is not None else ""
-        print(f"{status} after {summary.steps} steps{held_out}; saved to {out}", file=sys.stderr)
+        run_id, summary = run_in_process(engine, config, job, name=name, announce=announce)
     except (DatasetError, ValueError) as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        print(error, file=sys.stderr)
-    finally:
-        bar.close()
-        db_sink.close()
-        with engine.begin() as conn:
-            runs.finish_run(conn, run_id, 1, status, error)
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    accuracy = summary.metrics.get("rm/eval/accuracy")
+    held_out = f"; held-out accuracy {accuracy:.3f}" if accuracy is not None else ""
+    print(f"{summary.status} after {summary.steps} steps{held_out}; saved to {summary.path}", file=sys.stderr)
     print(run_id)
-    return 0 if status != "failed" else 1
+    return 0 if summary.status != "failed" else 1

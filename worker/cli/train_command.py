@@ -8,9 +8,9 @@ import sys
 
 from backend.config_files import ConfigError, load_config
 from backend.settings import get_settings
-from backend.storage import runs
 from backend.storage.db import init_db
 from contracts.pairs import DatasetError
+from worker.jobs.in_process import run_in_process
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -22,8 +22,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from worker.trainer import execute  # torch and transformers load only for this command
-
     try:
         config = load_config(args.config, args.overrides)
     except ConfigError as exc:
@@ -31,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     entry_point = config.evaluation.judge.entry_point
     if entry_point:  # a user's rule judge: refuse it before anything is recorded or loaded
-        from worker.engine.custom_judge import EntryPointError, load_rule_function
+        from worker.engine.evaluation.custom_judge import EntryPointError, load_rule_function
 
         try:
             load_rule_function(entry_point)
@@ -39,12 +37,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"invalid config:\n{exc}", file=sys.stderr)
             return 2
     engine = init_db(get_settings().database_url)
-    with engine.begin() as conn:
-        run_id = runs.create_run(conn, config.model_dump_json(), config.name, config.preset, config.group)
-        runs.claim_run(conn, run_id, 1)
-    print(f"run {run_id} ({config.name}) → {get_settings().database_url}", file=sys.stderr)
+
+    def announce(run_id: str) -> None:
+        print(f"run {run_id} ({config.name}) → {get_settings().database_url}", file=sys.stderr)
+
     try:
-        summary = execute(engine, run_id, 1, console=True)
+        run_id, summary = run_in_process(engine, config, announce=announce)
     except DatasetError as exc:
         print(f"dataset error:\n{exc}", file=sys.stderr)
         return 2

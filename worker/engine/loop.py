@@ -33,12 +33,13 @@ from worker.engine.checkpoint import (
     save_checkpoint,
     save_sharded,
 )
-from worker.engine.data import PairSampler
-from worker.engine.eval_hooks import EvalHooks
-from worker.engine.families import Family, build_family
+from worker.engine.data.pairs import PairSampler
+from worker.engine.evaluation.hooks import EvalHooks
 from worker.engine.model import lora, parallel
-from worker.engine.models import load_policy
-from worker.engine.objective import ObjectiveOutput, PairScores, calibrator_for, micro_batch_objective
+from worker.engine.model.families import Family, build_family
+from worker.engine.model.loading import load_policy
+from worker.engine.model.scoring import PairScores
+from worker.engine.objective import Objective, ObjectiveOutput
 from worker.engine.optimizers import make_optimizer, warmup_schedule
 from worker.engine.sinks import NullSink
 from worker.engine.step_metrics import (
@@ -89,7 +90,8 @@ class Trainer:
         self.optimizer = make_optimizer(config.optim, self.parallel.parameters())
         self.scheduler = warmup_schedule(self.optimizer, config.optim.warmup_steps)
         self.generator = torch.Generator().manual_seed(config.seed + 1)
-        self.calibrator = calibrator_for(config, self.generator)
+        self.objective = Objective.from_config(config, self.generator)
+        self.calibrator = self.objective.calibrator
         diag = config.diagnostics
         self.monitor = ThreeDMonitor(diag.window, diag.kappa, diag.consecutive, diag.slope_eps, diag.drawdown)
         self.sampler = PairSampler(self.family.train_items, seed=config.seed, shuffle=config.data.shuffle)
@@ -187,14 +189,8 @@ class Trainer:
         batch = self.family.collate(items[shard])
         policy = self.family.policy_scores(batch)
         reference = self.family.reference_scores(batch)
-        output = micro_batch_objective(
-            self.config,
-            policy,
-            reference,
-            self.calibrator,
-            lambda t: dist.gather_cat(t, self.world),
-            shard,
-            self.world.size,
+        output = self.objective(
+            policy, reference, lambda t: dist.gather_cat(t, self.world), shard, self.world.size
         )
         outcome = MicroBatchOutcome([p.pair_id for p in items], output, policy, reference)
         return output, self._gathered(outcome)

@@ -20,7 +20,8 @@ from contracts import metric_keys as mk
 from contracts.events import MetricPoint, PairRecord
 from worker.alignment.beta_dpo import Calibration
 from worker.alignment.diagnostics import PairDiagnostics, StepSignals, pair_diagnostics
-from worker.engine.objective import ObjectiveOutput, PairScores
+from worker.engine.model.scoring import PairScores
+from worker.engine.objective import ObjectiveOutput
 
 # the PairRecord fields taken from the micro-batch (policy_chosen_logp … beta), in PairRecord's order
 PAIR_FIELDS = mk.PAIR_COLUMNS[mk.PAIR_COLUMNS.index("policy_chosen_logp") : mk.PAIR_COLUMNS.index("m0")]

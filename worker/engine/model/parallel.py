@@ -39,8 +39,7 @@ from contracts.config import RunConfig
 from worker.engine import distributed
 from worker.engine.distributed import World
 from worker.engine.model import lora
-from worker.engine.objective import PairScores
-from worker.engine.scoring import score_pairs
+from worker.engine.model.scoring import PairScores, score_pairs
 
 Strategy = Literal["none", "ddp", "fsdp"]
 ScoreFn = Callable[[nn.Module, Any], PairScores]
