@@ -96,8 +96,10 @@ def load_sharded(folder: Path, model: nn.Module, optimizer: torch.optim.Optimize
     return state
 
 
-# frozen parameters (a LoRA run's base) come back from the model's source, not the checkpoint
-_OPTIONS = StateDictOptions(ignore_frozen_params=True)
+# Frozen parameters (a LoRA run's base) come back from the model's source, not the checkpoint; so
+# the model's state dict is partial and loads with strict=False, while dcp.load itself fails on any
+# trainable tensor the checkpoint lacks.
+_OPTIONS = StateDictOptions(ignore_frozen_params=True, strict=False)
 
 
 def _fresh_tmp(folder: Path) -> Path:

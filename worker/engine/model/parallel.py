@@ -48,17 +48,23 @@ FROZEN_BYTES = 4  # per frozen parameter (float32 weights) and per parameter of 
 
 
 class PairScorer(nn.Module):
-    """The scores of one micro-batch as one module call: (chosen, rejected, chosen_tokens,
-    rejected_tokens), each (B,). ``score`` is the family's scoring function (default: a causal LM's)."""
+    """The scores of one micro-batch as one module call: log-probs (2, B) (chosen row first) and
+    token counts (2, B), fresh tensors (FSDP2 warns about returned views, which an in-place op would
+    detach from its hooks). ``score`` is the family's scoring function (default: a causal LM's)."""
 
     def __init__(self, model: nn.Module, score: ScoreFn = score_pairs) -> None:
         super().__init__()
         self.model = model
         self._score = score
 
-    def forward(self, batch: Any) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def forward(self, batch: Any) -> tuple[Tensor, Tensor]:
         scores = self._score(self.model, batch)
-        return scores.chosen, scores.rejected, scores.chosen_tokens, scores.rejected_tokens
+        counts = torch.stack((scores.chosen_tokens, scores.rejected_tokens))
+        return torch.stack((scores.chosen, scores.rejected)), counts
+
+
+def _split(values: Tensor, counts: Tensor) -> PairScores:
+    return PairScores(values[0], values[1], counts[0], counts[1])
 
 
 @dataclass
@@ -69,7 +75,7 @@ class Parallel:
     strategy: Strategy
 
     def scores(self, batch: Any) -> PairScores:
-        return PairScores(*self.scorer(batch))
+        return _split(*self.scorer(batch))
 
     @property
     def local(self) -> nn.Module:
@@ -134,7 +140,7 @@ def wrap(
             scorer,
             device_ids=[world.device.index] if world.device.type == "cuda" else None,
             bucket_cap_mb=config.distributed.bucket_cap_mb,
-            broadcast_buffers=False,  # rotary tables and the like are the same on every rank
+            forward_sync_buffers=False,  # rotary tables and the like are the same on every rank
             gradient_as_bucket_view=True,
         )
         return Parallel(ddp, strategy)
@@ -187,6 +193,6 @@ def _no_grad(scorer: nn.Module, adapters_of: nn.Module | None) -> Callable[[Any]
     def forward(batch: Any) -> PairScores:
         off = lora.adapters_off(adapters_of) if adapters_of is not None else contextlib.nullcontext()
         with torch.no_grad(), off:
-            return PairScores(*scorer(batch))
+            return _split(*scorer(batch))
 
     return forward
