@@ -50,11 +50,11 @@ class LoraConfig(Frozen):
         if isinstance(value, str):
             return value
         if not value:
-            raise ValueError("model.lora.target_modules: name at least one module, or use 'all-linear'")
+            raise ValueError("name at least one module, or use 'all-linear'")
         for name in value:
             if len(name) > 200 or not MODULE_NAME.match(name):
                 raise ValueError(
-                    f"model.lora.target_modules: '{name[:60]}' is not a module name (letters, digits, _, .)"
+                    f"'{name[:60]}' is not a module name (letters, digits, _ and .)"
                 )
         return value
 

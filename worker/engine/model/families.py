@@ -68,12 +68,12 @@ class LanguageModelFamily:
         self.strategy = parallel.resolve_strategy(config, world, model)
         self.policy = (model if self.strategy == "fsdp" else model.to(world.device)).train()
         self.share_prompt = config.model.share_prompt and supports_shared_prompt(model)
-        copy = config.reference.mode == "copy" and self.peft is None
-        reference_copy = frozen_copy(self.policy) if copy else None
-        fingerprint_key = "" if copy else fingerprint(self.policy)  # before sharding: whole tensors
+        on_the_fly = config.reference.mode == "copy"  # with LoRA: the policy with its adapters off
+        reference_copy = frozen_copy(self.policy) if on_the_fly and self.peft is None else None
+        fingerprint_key = "" if on_the_fly else fingerprint(self.policy)  # before sharding: whole tensors
         self.parallel = parallel.wrap(self.policy, config, world, self.strategy)
         forward = parallel.reference_forward(self.policy, self.parallel, reference_copy, world, score_pairs)
-        if copy:
+        if on_the_fly:
             self._reference = ReferenceScores(forward, None)
             return
         key = "|".join(
