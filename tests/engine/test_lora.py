@@ -83,7 +83,8 @@ def test_adapter_and_merged_exports_score_alike(tmp_path: Path) -> None:
         summary = train(config, NullSink(), checkpoint_dir=tmp_path / kind)
         assert summary.export == str(tmp_path / kind / kind)
         folders[kind] = Path(summary.export)
-    assert (folders["adapter"] / ADAPTER_FILE).is_file() and (folders["merged"] / "model.safetensors").is_file()
+    assert (folders["adapter"] / ADAPTER_FILE).is_file()
+    assert (folders["merged"] / "model.safetensors").is_file()
     trainer = Trainer(config, NullSink(), None)
     batch = trainer.family.collate(list(trainer.family.train_items[:8]))
     base, _ = load_policy(config.model, config.seed)
@@ -100,7 +101,7 @@ def test_adapter_and_merged_exports_score_alike(tmp_path: Path) -> None:
 def test_bad_lora_settings_are_refused_with_the_field_named() -> None:
     with pytest.raises(ConfigError, match=r"model.lora.target_modules: .*'q_proj; rm -rf' is not a module"):
         small("tiny-dpo", "model.lora.target_modules=[q_proj; rm -rf]")
-    with pytest.raises(ConfigError, match="model.lora applies to language models"):
+    with pytest.raises(ConfigError, match=r"model\.lora applies to language models"):
         small("toy-3d-s1", "model.lora.r=4")
-    with pytest.raises(ValueError, match="model.lora.target_modules"):
+    with pytest.raises(ValueError, match=r"model\.lora\.target_modules"):
         Trainer(small("tiny-dpo", "model.lora.target_modules=[no_such_layer]"), NullSink(), None)
