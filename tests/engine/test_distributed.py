@@ -26,7 +26,7 @@ import pytest
 
 from contracts import metric_keys as mk
 from tests.engine.model_dirs import save_small_model
-from tests.engine.test_loop import small
+from tests.engine.test_loop import small, values
 from worker.engine import distributed
 from worker.engine.loop import train
 from worker.engine.sinks import ListSink
@@ -117,3 +117,23 @@ def test_no_hand_written_gradient_all_reduce_is_left() -> None:
         for line in text.splitlines():
             assert not ("all_reduce" in line and "grad" in line), f"{path}: {line.strip()}"
         assert "param.grad" not in text or path.name == "head_logps.py", path
+
+
+def test_fsdp2_in_one_process_equals_the_plain_path_and_resumes_exactly(tmp_path: Path) -> None:
+    """``distributed.strategy: fsdp`` with one process: a private process group of one, the same
+    trajectory as the unwrapped path; its sharded checkpoint resumes exactly (twice in one process,
+    so the group is created and left each time)."""
+    shape = ("optim.max_steps=4", "optim.batch_size=16", "optim.micro_batch_size=8")
+    plain, whole = ListSink(), ListSink()
+    train(small("tiny-beta-dpo", *shape), plain)
+    config = small("tiny-beta-dpo", *shape, "distributed.strategy=fsdp")
+    train(config, whole)
+    for key in COMPARED:
+        assert values(whole, key) == pytest.approx(values(plain, key), rel=1e-5, abs=1e-6), key
+    first, second = ListSink(), ListSink()
+    calls: list[int] = []
+    stopped = train(config, first, lambda: len(calls.append(1) or calls) >= 2, tmp_path / "c")
+    assert stopped.status == "stopped" and (tmp_path / "c" / "sharded" / ".metadata").is_file()
+    assert train(config, second, checkpoint_dir=tmp_path / "c").status == "succeeded"
+    for key in COMPARED:
+        assert values(first, key) + values(second, key) == values(whole, key), key
