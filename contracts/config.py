@@ -72,7 +72,12 @@ class ModelConfig(Frozen):
     gguf_file: str | None = Field(None, max_length=512)
     tiny: TinyModelSpec = TinyModelSpec()
     toy: ToySpec = ToySpec()
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="The weights' dtype while training: float32 master weights (bf16 autocast on GPU), or "
+        "bfloat16 weights and AdamW state (half the memory, as TRL trains a model loaded in bf16; updates "
+        "smaller than bf16's resolution are lost). GPU runs only, in practice.",
+    )
     gradient_checkpointing: bool = False
     checkpoint_every_n_layers: int = Field(1, ge=1, le=1024)
     share_prompt: bool = True
