@@ -111,3 +111,8 @@ class MetricsSink(Protocol):
         """Store everything emitted so far (called before a checkpoint, so that a run resumed from
         it has every metric up to its step); may raise when the store is unavailable."""
         ...
+
+    def checkpointed(self, path: str, step: int) -> None:
+        """A complete checkpoint of ``step`` is in folder ``path`` now: record it where a re-queued
+        attempt looks for it (at once, not at the next heartbeat); may raise when the store is down."""
+        ...

@@ -226,6 +226,21 @@ def requeue_stale(
     return requeued
 
 
+def requeue_attempt(conn: Connection, run_id: str, attempt: int, cause: str, max_attempts: int) -> bool:
+    """A running attempt whose trainer died without recording an outcome, with a checkpoint recorded:
+    back to queued at attempt + 1 (it resumes from the checkpoint) while attempt < ``max_attempts``,
+    the cause kept in the run's message. False when it is not this attempt's, has no checkpoint, a
+    stop was requested, or the attempts are spent (the caller then fails it)."""
+    where = and_(
+        _owned(run_id, attempt),
+        runs.c.checkpoint_path.is_not(None),
+        runs.c.stop_requested.is_(False),
+        runs.c.attempt < max_attempts,
+    )
+    message = f"attempt {attempt} ended ({cause}); re-queued from its checkpoint as attempt {attempt + 1}"
+    return _transition(conn, where, status="queued", attempt=attempt + 1, heartbeat_at=None, message=message)
+
+
 def set_checkpoint(conn: Connection, run_id: str, attempt: int, path: str, status: str = "running") -> bool:
     """Record the latest checkpoint of a running attempt (where a re-queued attempt resumes), or with
     ``status="queued"`` the checkpoint a new run starts from (a resume)."""

@@ -138,3 +138,14 @@ def test_non_finite_loss_fails_the_run_and_keeps_its_metrics(monkeypatch: pytest
     assert "non-finite" in (summary.error or "")
     loss = values(sink, mk.TRAIN_LOSS)
     assert len(loss) == 3 and all(math.isfinite(v) for v in loss[:2]) and math.isnan(loss[2])
+
+
+def test_each_checkpoint_is_reported_to_the_sink_as_it_is_written(tmp_path: Path) -> None:
+    """The sink hears of every checkpoint at once (DbSink records it on the run row), so a trainer
+    killed right after it resumes from it."""
+    config = small("tiny-dpo", "optim.max_steps=6", "checkpoint_every=2")
+    sink = ListSink()
+    train(config, sink, checkpoint_dir=tmp_path / "ckpt")
+    folder = str(tmp_path / "ckpt")
+    assert [step for path, step in sink.checkpoints if path == folder][:3] == [2, 4, 6]
+    assert (tmp_path / "ckpt").is_dir()

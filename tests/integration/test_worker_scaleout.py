@@ -77,10 +77,28 @@ def test_stop_while_running_checkpoints_and_ends_stopped(
     assert loss_steps(pg_engine, run_id) == list(range(1, run["step"] + 1))
 
 
-def test_kill_9_of_the_trainer_fails_the_run_and_keeps_its_rows(
+def test_kill_9_of_the_trainer_like_an_oom_kill_requeues_it_from_its_checkpoint(
     scaleout: ProcessKeeper, scaleout_api: Api, pg_engine: Engine, data_dir: Path
 ) -> None:
+    """The kernel's OOM killer sends SIGKILL: with a checkpoint recorded (recorded as it is written),
+    the run goes back to the queue at attempt 2, the cause in its message, and resumes to the end."""
     scaleout.worker()
+    run_id = scaleout_api.submit(tiny_config("optim.max_steps=120", "checkpoint_every=2"))
+    scaleout_api.wait_step(run_id, 4, 120)
+    wait_for(lambda: run_row(pg_engine, run_id).checkpoint_path is not None, 30, "a recorded checkpoint")
+    (pid,) = trainer_pids(data_dir, run_id)
+    os.kill(pid, signal.SIGKILL)
+    run = scaleout_api.wait(run_id, FINAL, 180)
+    assert (run["status"], run["attempt"]) == ("succeeded", 2), run["error"]
+    assert loss_steps(pg_engine, run_id) == list(range(1, 121))  # every step once, none lost or repeated
+    log = (data_dir / "logs" / run_id / "attempt-2.log").read_text()
+    assert "resuming from the checkpoint" in log
+
+
+def test_kill_9_of_the_trainer_on_its_last_attempt_fails_the_run_and_keeps_its_rows(
+    scaleout: ProcessKeeper, scaleout_api: Api, pg_engine: Engine, data_dir: Path
+) -> None:
+    scaleout.worker(ALIGNSCOPE_MAX_ATTEMPTS="1")
     run_id = scaleout_api.submit(tiny_config("optim.max_steps=200", "checkpoint_every=2"))
     scaleout_api.wait_step(run_id, 4, 120)
     (pid,) = trainer_pids(data_dir, run_id)

@@ -165,3 +165,16 @@ def test_stop_requested_polls_at_most_every_interval(engine, run_id, clock):
     assert not sink.stop_requested()  # polled less than a second ago
     clock.now += 1.0
     assert sink.stop_requested()
+
+
+def test_a_checkpoint_is_recorded_on_the_run_as_it_is_written(engine, run_id, clock):
+    """No heartbeat in between: a host killed right after the checkpoint still finds it recorded."""
+    sink = DbSink(engine, run_id, 1, heartbeat_every_s=3600.0, clock=clock)
+    assert _run(engine, run_id).checkpoint_path is None
+    sink.checkpointed("/data/checkpoints/r", 4)
+    assert _run(engine, run_id).checkpoint_path == "/data/checkpoints/r"
+    with engine.begin() as conn:  # another attempt owns the run now: fenced
+        conn.execute(update(runs_table).where(runs_table.c.id == run_id).values(attempt=2))
+    with pytest.raises(StaleAttempt):
+        sink.checkpointed("/elsewhere", 6)
+    assert _run(engine, run_id).checkpoint_path == "/data/checkpoints/r"

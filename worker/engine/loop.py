@@ -138,6 +138,11 @@ class Trainer:
             save_sharded(self.checkpoint_dir, self.parallel.scorer, self.optimizer, self._state(), self.world)
         elif self.world.is_main:
             save_checkpoint(self.checkpoint_dir, self._weights(), self._state())
+        if self.world.is_main:
+            try:
+                self.sink.checkpointed(str(self.checkpoint_dir), self.step)
+            except Exception as exc:  # the store is down: the supervisor's heartbeat records it later
+                self.sink.status(f"checkpoint at step {self.step} not yet recorded: {exc}")
         return str(self.checkpoint_dir)
 
     def export(self) -> str | None:

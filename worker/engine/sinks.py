@@ -14,9 +14,11 @@ from contracts.events import EvalRecord, Judgment, MetricPoint, PairRecord, Pair
 
 
 class ListSink:
-    """Keeps everything in memory: ``points``, ``pair_records``, ``pair_texts`` and ``messages``."""
+    """Keeps everything in memory: ``points``, ``pair_records``, ``pair_texts``, ``messages`` and
+    ``checkpoints`` (folder, step)."""
 
     def __init__(self) -> None:
+        self.checkpoints: list[tuple[str, int]] = []
         self.point_list: list[MetricPoint] = []
         self.pair_records: list[PairRecord] = []
         self.pair_texts: list[PairText] = []
@@ -42,6 +44,9 @@ class ListSink:
 
     def flush(self) -> None:
         return None
+
+    def checkpointed(self, path: str, step: int) -> None:
+        self.checkpoints.append((path, step))
 
     def series(self, key: str) -> list[tuple[int, float]]:
         """(step, value) of one key in emission order."""
@@ -71,6 +76,9 @@ class NullSink:
         return None
 
     def flush(self) -> None:
+        return None
+
+    def checkpointed(self, path: str, step: int) -> None:
         return None
 
 
@@ -111,6 +119,9 @@ class ConsoleSink:
     def flush(self) -> None:
         return None
 
+    def checkpointed(self, path: str, step: int) -> None:
+        return None
+
     def close(self) -> None:
         self._bar.close()
 
@@ -144,3 +155,7 @@ class TeeSink:
     def flush(self) -> None:
         for sink in self._sinks:
             sink.flush()  # type: ignore[attr-defined]
+
+    def checkpointed(self, path: str, step: int) -> None:
+        for sink in self._sinks:
+            sink.checkpointed(path, step)  # type: ignore[attr-defined]

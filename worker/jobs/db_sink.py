@@ -136,6 +136,14 @@ class DbSink:
         self._raise_if_stale()
         self._write_all()
 
+    def checkpointed(self, path: str, step: int) -> None:
+        """Record the checkpoint folder on the run row now (fenced by attempt), so that a trainer or
+        host killed right after it resumes from it instead of failing or starting over."""
+        self._raise_if_stale()
+        with self.engine.begin() as conn:
+            if not runs.set_checkpoint(conn, self.run_id, self.attempt, path):
+                raise StaleAttempt(f"run {self.run_id} is no longer running at attempt {self.attempt}")
+
     def close(self, timeout_s: float = 60.0) -> None:
         """Flush, retrying an unavailable database for up to ``timeout_s`` seconds before raising."""
         deadline = self.clock() + timeout_s

@@ -27,7 +27,10 @@ The trainer records its own outcome. After it exits the supervisor reads the row
   supervisor releases the run itself when it can resume (a recorded checkpoint, or no step trained);
   otherwise, or when the trainer was killed by SIGINT/SIGTERM from elsewhere, it is left running for
   the reconciler (re-queued with attempt + 1 once its heartbeat is stale, or marked failed);
-- any other death (a crash, SIGKILL, out of memory) → failed, with the tail of the trainer's output.
+- any other death (a crash, SIGKILL, out of memory) with a recorded checkpoint (the engine records
+  it as it writes one) → re-queued at attempt + 1 while attempts remain (``max_attempts``), the cause
+  in the run's message, its task sent again: it resumes from the checkpoint;
+- otherwise → failed, with the tail of the trainer's output.
 
 Database outages are ridden out: a failed heartbeat is logged and retried on the next tick.
 """
@@ -64,13 +67,15 @@ Wake = Callable[[str, int, RunConfig], None]
 class SupervisorOptions:
     """data_dir: the deployment's data folder (checkpoints, logs); gpus: GPUs this worker offers a
     run (0 = no limit is checked); poll_s / heartbeat_s: watch and heartbeat periods; grace_s: how
-    long a trainer may take to exit after SIGTERM, or to notice it lost the run."""
+    long a trainer may take to exit after SIGTERM, or to notice it lost the run; max_attempts:
+    attempts per run (ALIGNSCOPE_MAX_ATTEMPTS), for a trainer that dies with a checkpoint recorded."""
 
     data_dir: Path
     gpus: int = 0
     poll_s: float = 0.5
     heartbeat_s: float = 2.0
     grace_s: float = 30.0
+    max_attempts: int = 3
 
 
 def checkpoint_dir(data_dir: Path, run_id: str) -> Path:
@@ -132,10 +137,12 @@ def supervise(
     finally:
         trainer.forget()
     ended = _Ended(code, shutdown.is_set(), claimed.started_at)
-    outcome = _outcome(engine, run_id, attempt, ended, trainer)
+    outcome = _outcome(engine, run_id, attempt, ended, trainer, options.max_attempts)
     if outcome == "released":
         wake(run_id, attempt, config)
         log.warning("run %s attempt %d: released to the queue; task sent again", run_id, attempt)
+    elif outcome == "requeued":
+        wake(run_id, attempt + 1, config)
     return outcome
 
 
@@ -245,7 +252,9 @@ class _Ended:
     claimed_at: float | None
 
 
-def _outcome(engine: Engine, run_id: str, attempt: int, ended: _Ended, trainer: Child) -> str:
+def _outcome(
+    engine: Engine, run_id: str, attempt: int, ended: _Ended, trainer: Child, max_attempts: int
+) -> str:
     """Record the outcome of a trainer that exited without recording one (see the module docstring)."""
     row = _retry(lambda: _read(engine, run_id))
     if row is None:
@@ -265,7 +274,17 @@ def _outcome(engine: Engine, run_id: str, attempt: int, ended: _Ended, trainer: 
         log.warning("run %s attempt %d: trainer interrupted; left to the reconciler", run_id, attempt)
         return "interrupted"
     how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+    if code == -signal.SIGKILL:
+        how += " (SIGKILL: out of memory, or killed)"
+    if _retry(lambda: _requeue(engine, run_id, attempt, f"the trainer {how}", max_attempts)):
+        log.warning("run %s attempt %d: trainer %s; re-queued from its checkpoint", run_id, attempt, how)
+        return "requeued"
     return _fail(engine, run_id, attempt, f"the trainer {how} without recording an outcome\n{trainer.tail()}")
+
+
+def _requeue(engine: Engine, run_id: str, attempt: int, cause: str, max_attempts: int) -> bool:
+    with engine.begin() as conn:
+        return runs.requeue_attempt(conn, run_id, attempt, cause, max_attempts)
 
 
 def _release(engine: Engine, run_id: str, attempt: int) -> bool:

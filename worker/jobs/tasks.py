@@ -27,7 +27,7 @@ from backend.storage.db import make_engine
 from worker.jobs import children
 from worker.jobs.celery_app import app
 from worker.jobs.group_supervisor import supervise_group
-from worker.jobs.reconciler import start_reconciler
+from worker.jobs.reconciler import ReconcilePolicy, start_reconciler
 from worker.jobs.run_supervisor import SupervisorOptions, supervise
 
 SHUTDOWN = threading.Event()  # set at this worker's first shutdown request
@@ -41,8 +41,11 @@ def database() -> Engine:
 
 
 def supervisor_options(environ: Mapping[str, str] = os.environ) -> SupervisorOptions:
-    """Options from the settings; ALIGNSCOPE_WORKER_GPUS (set by ``alignscope worker --gpus``)."""
-    return SupervisorOptions(get_settings().data_dir, gpus=int(environ.get("ALIGNSCOPE_WORKER_GPUS") or 0))
+    """Options from the settings; ALIGNSCOPE_WORKER_GPUS (set by ``alignscope worker --gpus``) and
+    ALIGNSCOPE_MAX_ATTEMPTS (as the reconciler's)."""
+    gpus = int(environ.get("ALIGNSCOPE_WORKER_GPUS") or 0)
+    attempts = ReconcilePolicy.from_env(environ).max_attempts
+    return SupervisorOptions(get_settings().data_dir, gpus=gpus, max_attempts=attempts)
 
 
 @app.task(name=TASK_NAME, acks_late=True, ignore_result=True)
