@@ -31,6 +31,10 @@ from worker.engine.distributed import World
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.pt"
 SHARDED_DIR = "sharded"
+# Frozen parameters (a LoRA run's base) come back from the model's source, not the checkpoint; so
+# the model's state dict is partial and loads with strict=False, while dcp.load itself fails on any
+# trainable tensor the checkpoint lacks.
+_OPTIONS = StateDictOptions(ignore_frozen_params=True, strict=False)
 
 
 def rng_state() -> dict[str, Any]:
@@ -94,12 +98,6 @@ def load_sharded(folder: Path, model: nn.Module, optimizer: torch.optim.Optimize
     state = torch.load(folder / STATE_FILE, weights_only=True)
     set_rng_state(state.pop("rng"))
     return state
-
-
-# Frozen parameters (a LoRA run's base) come back from the model's source, not the checkpoint; so
-# the model's state dict is partial and loads with strict=False, while dcp.load itself fails on any
-# trainable tensor the checkpoint lacks.
-_OPTIONS = StateDictOptions(ignore_frozen_params=True, strict=False)
 
 
 def _fresh_tmp(folder: Path) -> Path:

@@ -70,33 +70,26 @@ class LanguageModelFamily:
         self.share_prompt = config.model.share_prompt and supports_shared_prompt(model)
         on_the_fly = config.reference.mode == "copy"  # with LoRA: the policy with its adapters off
         reference_copy = frozen_copy(self.policy) if on_the_fly and self.peft is None else None
-        fingerprint_key = "" if on_the_fly else fingerprint(self.policy)  # before sharding: whole tensors
+        key = "" if on_the_fly else self._reference_key(config)  # before sharding: whole tensors
         self.parallel = parallel.wrap(self.policy, config, world, self.strategy)
         forward = parallel.reference_forward(self.policy, self.parallel, reference_copy, world, score_pairs)
         if on_the_fly:
             self._reference = ReferenceScores(forward, None)
-            return
-        key = "|".join(
-            [
-                fingerprint_key,
-                str(config.data.max_length),
-                str(config.data.max_prompt_length),
-                *sorted(p.pair_id for p in (*self.train_items, *self.eval_items)),
-            ]
-        )
-        self.policy.eval()
-        table = precompute_reference(
-            forward,
-            [*self.train_items, *self.eval_items],
-            self.pad_id,
-            world.device,
-            cache_dir() / "reference",
-            key,
-            share_prompt=self.share_prompt,
-            world=world,
-        )
-        self.policy.train()
-        self._reference = ReferenceScores(None, table)
+        else:
+            self.policy.eval()
+            pairs = [*self.train_items, *self.eval_items]
+            table = precompute_reference(
+                forward, pairs, self.pad_id, world.device, cache_dir() / "reference", key,
+                share_prompt=self.share_prompt, world=world,
+            )  # fmt: skip
+            self.policy.train()
+            self._reference = ReferenceScores(None, table)
+
+    def _reference_key(self, config: RunConfig) -> str:
+        """What the precomputed reference depends on: the weights, the lengths, the pairs."""
+        lengths = [str(config.data.max_length), str(config.data.max_prompt_length)]
+        ids = sorted(p.pair_id for p in (*self.train_items, *self.eval_items))
+        return "|".join([fingerprint(self.policy), *lengths, *ids])
 
     def collate(self, items: Sequence[TokenizedPair]) -> Batch:
         """One micro-batch: prompt-sharing rows when the model supports them (``model.share_prompt``)."""
