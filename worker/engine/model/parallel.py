@@ -5,7 +5,7 @@ see every forward through their own hooks (the chunked head reads the head's wei
 the root module's forward that is the gathered one), and wraps it as ``distributed.strategy`` says
 (``resolve_strategy``; docs/decisions/0050-ddp-and-fsdp2.md):
 
-- ``none`` (one process): the scorer itself; the single-process path is unchanged.
+- ``none`` (one process): the scoring function called directly; the single-process path is unchanged.
 - ``ddp``: torch's bucketed all-reduce, overlapped with the backward pass; ``accumulating`` turns it
   off (``no_sync``) for every micro-batch but a step's last.
 - ``fsdp``: ``fully_shard`` on each decoder layer (the classes transformers names in
@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
@@ -58,9 +58,13 @@ class PairScorer(nn.Module):
         self._score = score
 
     def forward(self, batch: Any) -> tuple[Tensor, Tensor]:
-        scores = self._score(self.model, batch)
+        scores = self.scores(batch)
         counts = torch.stack((scores.chosen_tokens, scores.rejected_tokens))
         return torch.stack((scores.chosen, scores.rejected)), counts
+
+    def scores(self, batch: Any) -> PairScores:
+        """The scores without the module call (the unwrapped path: no hooks to run)."""
+        return self._score(self.model, batch)
 
 
 def _split(values: Tensor, counts: Tensor) -> PairScores:
@@ -75,6 +79,8 @@ class Parallel:
     strategy: Strategy
 
     def scores(self, batch: Any) -> PairScores:
+        if self.strategy == "none":
+            return self.scorer.scores(batch)
         return _split(*self.scorer(batch))
 
     @property
@@ -163,6 +169,11 @@ def shard(scorer: PairScorer, world: World, reshard_after_forward: bool = True) 
     fully_shard(scorer, mesh=mesh, mp_policy=policy, reshard_after_forward=reshard_after_forward)
 
 
+def is_sharded(module: nn.Module) -> bool:
+    """True when ``module`` is an FSDP2 root (its forward must run through its hooks)."""
+    return isinstance(module, FSDPModule)
+
+
 def decoder_layers(model: nn.Module) -> list[nn.Module]:
     """The modules transformers says must not be split (``_no_split_modules``: its decoder layers)."""
     names = set(getattr(model, "_no_split_modules", None) or ())
@@ -190,9 +201,11 @@ def reference_forward(
 
 
 def _no_grad(scorer: nn.Module, adapters_of: nn.Module | None) -> Callable[[Any], PairScores]:
+    sharded = is_sharded(scorer)
+
     def forward(batch: Any) -> PairScores:
         off = lora.adapters_off(adapters_of) if adapters_of is not None else contextlib.nullcontext()
         with torch.no_grad(), off:
-            return _split(*scorer(batch))
+            return _split(*scorer(batch)) if sharded else scorer.scores(batch)
 
     return forward
