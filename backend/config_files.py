@@ -3,6 +3,8 @@ overrides, and the presets shipped in ``presets/``. Shared by the CLI and the AP
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,10 @@ from contracts.config import RunConfig
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
 MAX_CONFIG_BYTES = 256 * 1024
+MAX_DEPTH = 32
+MAX_INT_DIGITS = 40
+INTEGER = re.compile(r"[-+]?(0x[0-9a-fA-F_]+|0o[0-7_]+|0b[01_]+|[0-9][0-9_:]*)")
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class ConfigError(ValueError):
@@ -20,22 +26,80 @@ class ConfigError(ValueError):
 
 
 def parse_yaml(text: str, source: str = "config") -> dict[str, Any]:
-    """A YAML mapping parsed with safe_load; aliases and anchors are refused (no alias bombs)."""
+    """A YAML mapping parsed with safe_load within budgets: at most MAX_CONFIG_BYTES, MAX_DEPTH levels
+    of nesting and MAX_INT_DIGITS digits per integer; aliases and anchors are refused (no alias
+    bombs). Every refusal is a ConfigError naming the line (and the key path, for an integer). The
+    events are checked first, so a bad document is refused before anything is built from it."""
     if len(text.encode()) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{source}: larger than {MAX_CONFIG_BYTES} bytes")
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-                line = event.start_mark.line + 1
-                raise ConfigError(f"{source}:{line}: YAML anchors/aliases are not allowed; write values out")
-        data = yaml.safe_load(text)
+        _check_events(yaml.parse(text, Loader=_LOADER), source)
+        data = yaml.load(text, Loader=_LOADER)  # a safe loader: CSafeLoader when libyaml is built
+    except ConfigError:
+        raise
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: invalid YAML: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # a value the budget did not foresee
+        raise ConfigError(f"{source}: cannot read a value ({type(exc).__name__})") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of config sections")
     return data
+
+
+class _Place:
+    """Where the event stream is: one frame per open mapping (its current key, whether a key is
+    expected next) or sequence (the index of its next item)."""
+
+    def __init__(self) -> None:
+        self.frames: list[list[Any]] = []
+
+    def path(self) -> str:
+        parts = [str(frame[1]) for frame in self.frames if frame[1] is not None]
+        return ".".join(parts) or "(top)"
+
+    def node(self, value: str | None) -> bool:
+        """A node starts; True when it is a mapping key (``value``: a scalar's text, else None)."""
+        if self.frames and self.frames[-1][0] == "map" and self.frames[-1][2]:
+            self.frames[-1][1] = value if value is not None else "?"
+            return True
+        return False
+
+    def done(self) -> None:
+        """A node (scalar or collection) ended: the parent expects its next key, value or item."""
+        if not self.frames:
+            return
+        frame = self.frames[-1]
+        if frame[0] == "map":
+            frame[2] = not frame[2]
+        else:
+            frame[1] += 1
+
+
+def _check_events(events: Iterator[yaml.Event], source: str) -> None:
+    place = _Place()
+    for event in events:
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise ConfigError(f"{source}:{line}: YAML anchors/aliases are not allowed; write values out")
+        if isinstance(event, yaml.ScalarEvent):
+            is_key = place.node(event.value)
+            if not is_key and not event.style and INTEGER.fullmatch(event.value):
+                digits = len(event.value.lstrip("+-").replace("_", "").replace(":", ""))
+                if digits > MAX_INT_DIGITS:
+                    message = f"an integer of {digits} digits (at most {MAX_INT_DIGITS})"
+                    raise ConfigError(f"{source}:{line}: {place.path()}: {message}")
+            place.done()
+        elif isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            place.node(None)
+            if len(place.frames) >= MAX_DEPTH:
+                raise ConfigError(f"{source}:{line}: nested deeper than {MAX_DEPTH} levels")
+            frame = ["map", None, True] if isinstance(event, yaml.MappingStartEvent) else ["seq", 0, False]
+            place.frames.append(frame)
+        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+            place.frames.pop()
+            place.done()
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

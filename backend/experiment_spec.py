@@ -161,6 +161,11 @@ def planned_runs(
     return planned
 
 
+def step_counts(spec: ExperimentSpec, quick: bool) -> list[int]:
+    """The distinct ``optim.max_steps`` of the runs a group trains (what its description must say)."""
+    return sorted({int(data.get("optim", {}).get("max_steps", 0)) for *_, data in planned_runs(spec, quick)})
+
+
 def run_count(spec: ExperimentSpec, quick: bool, seeds: list[int] | None = None) -> int:
     """Runs the group records: the planned runs, plus the reward model's when the spec trains one."""
     return len(planned_runs(spec, quick, seeds)) + (spec.reward_model is not None)

@@ -120,7 +120,7 @@ class ConstructedDataSpec(Frozen):
     tasks: tuple[Literal["arithmetic", "copy", "sort", "next_line"], ...] = ("arithmetic", "copy", "sort")
     num_pairs: int = Field(512, ge=4, le=1_000_000)
     high_gap_fraction: float = Field(0.5, ge=0.0, le=1.0)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
     context_lines: int = Field(2, ge=1, le=8)
 
 
@@ -328,6 +328,11 @@ class RunConfig(Frozen):
             raise ValueError("model.source 'toy' and data.source 'toy' go together")
         if self.beta_dpo.enabled and self.loss.kind == "flex" and self.beta_dpo.dynamic_beta:
             raise ValueError("beta_dpo.dynamic_beta does not apply to the flex loss (two βs); set it false")
+        if self.optim.micro_batch_size % self.num_processes:
+            raise ValueError(
+                f"optim.micro_batch_size ({self.optim.micro_batch_size}) must be divisible by num_processes "
+                f"({self.num_processes}): each process takes an equal share of a micro-batch"
+            )
         return self
 
     @property

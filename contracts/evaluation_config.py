@@ -22,22 +22,37 @@ class JudgeConfig(Frozen):
     higher score wins; ``rule``: the constructed tasks' ground-truth rule (a response that is exactly
     right beats one that is not), or, with ``entry_point`` ("package.module:function", a module
     importable in the worker's environment, never a file path), the user's own scoring function
-    (worker.engine.evaluation.custom_judge); ``openai``: an OpenAI-compatible chat-completions endpoint
-    (``base_url``, ``model``, key read from the environment variable ``api_key_env``), asked in both
-    orders to cancel position bias, its cost counted at ``usd_per_million_input_tokens`` and
+    (worker.engine.evaluation.custom_judge; the operator lists the allowed ones); ``openai``: an
+    OpenAI-compatible chat-completions endpoint that the operator configured under the name
+    ``endpoint`` (its URL and key stay in the deployment's settings, never in a config; see
+    contracts.deployment) asked for ``model``, in both orders to cancel position bias, its cost
+    counted at ``usd_per_million_input_tokens`` and
     ``usd_per_million_output_tokens`` (0 = unknown or free).
     """
 
     kind: Literal["reward_model", "rule", "openai"] = "rule"
     path: str | None = Field(None, max_length=4096)
     entry_point: str | None = Field(None, max_length=190)
-    base_url: str | None = Field(None, max_length=2048)
-    model: str | None = Field(None, max_length=200)
-    api_key_env: str = Field("OPENAI_API_KEY", max_length=100, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    endpoint: str | None = Field(
+        None, max_length=64, description="name of a judge endpoint the operator configured (kind openai)"
+    )
+    model: str | None = Field(None, max_length=200, description="the judge model to ask (kind openai)")
     requests_per_minute: int = Field(60, ge=1, le=100_000)
     max_retries: int = Field(3, ge=0, le=20)
     usd_per_million_input_tokens: float = Field(0.0, ge=0.0, le=MAX_PRICE_PER_MILLION)
     usd_per_million_output_tokens: float = Field(0.0, ge=0.0, le=MAX_PRICE_PER_MILLION)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_connection_fields(cls, data: object) -> object:
+        if isinstance(data, dict):
+            for key in ("base_url", "api_key_env"):
+                if key in data:
+                    raise ValueError(
+                        f"evaluation.judge.{key} is set by the operator, not in a run config: remove it "
+                        "and name a configured endpoint in evaluation.judge.endpoint"
+                    )
+        return data
 
     @field_validator("entry_point")
     @classmethod
@@ -66,8 +81,10 @@ class JudgeConfig(Frozen):
     def _fields(self) -> JudgeConfig:
         if self.kind == "reward_model" and not self.path:
             raise ValueError("evaluation.judge.path is required for a reward_model judge")
-        if self.kind == "openai" and not (self.base_url and self.model):
-            raise ValueError("evaluation.judge.base_url and evaluation.judge.model are required for openai")
+        if self.kind == "openai" and not (self.endpoint and self.model):
+            raise ValueError("evaluation.judge.endpoint and evaluation.judge.model are required for openai")
+        if self.endpoint and self.kind != "openai":
+            raise ValueError("evaluation.judge.endpoint applies only to kind 'openai'")
         if self.entry_point and self.kind != "rule":
             raise ValueError(
                 "evaluation.judge.entry_point applies only to kind 'rule'; remove it or set kind: rule"
@@ -91,7 +108,7 @@ class EvaluationConfig(Frozen):
     temperatures: tuple[Annotated[float, Field(ge=0.0, le=2.0)], ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     max_new_tokens: int = Field(32, ge=1, le=1024)
     num_prompts: int = Field(16, ge=1, le=10_000)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
     opponents: tuple[Literal["chosen", "reference"], ...] = ("chosen",)
     judge: JudgeConfig = JudgeConfig()
 

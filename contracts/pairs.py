@@ -23,15 +23,16 @@ file that cannot be read at all, or when no row is valid.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
+
+from contracts.pair_readers import UNLIMITED, DatasetError, ReadBudget, RowProblem, records
 
 HH_SEPARATOR = "\n\nAssistant:"
 FORMATS = ("standard", "conversational", "hh")
@@ -42,10 +43,6 @@ SHOWN_PROBLEMS = 5
 Messages = list[dict[str, str]]
 Content = str | Messages
 ProblemMaker = Callable[[str, str], "RowProblem"]
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be used at all: unreadable, unsupported, or without one valid row."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,28 +65,22 @@ class PreferenceRow:
 
 
 @dataclass(frozen=True, slots=True)
-class RowProblem:
-    """Why one row was rejected. message ends with how to fix it."""
-
-    source: str
-    line: int
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.source}:{self.line}: {self.field}: {self.message}"
-
-
-@dataclass(frozen=True, slots=True)
 class ValidationReport:
     """rows: records read; valid: rows that passed; problems: every problem found (a row may have
-    several). detected_format: the format the rows were validated as."""
+    several; scan_file keeps only the first and counts all in ``problems_total``).
+    detected_format: the format the rows were validated as."""
 
     path: str
     detected_format: str
     rows: int
     valid: int
     problems: list[RowProblem]
+    problems_total: int | None = None
+
+    @property
+    def problem_count(self) -> int:
+        """Every problem found (``problems`` may hold only the first of them)."""
+        return len(self.problems) if self.problems_total is None else self.problems_total
 
     @property
     def invalid(self) -> int:
@@ -104,7 +95,7 @@ def pair_id(prompt_text: str, chosen_text: str, rejected_text: str) -> str:
 
 
 def read_rows(
-    path: str | Path, fmt: str = "auto", max_rows: int | None = None
+    path: str | Path, fmt: str = "auto", max_rows: int | None = None, budget: ReadBudget = UNLIMITED
 ) -> tuple[list[PreferenceRow], ValidationReport]:
     """Read and validate the first ``max_rows`` records of a .jsonl/.json (optionally .gz), .parquet
     file or ``datasets`` save_to_disk folder. Returns the valid rows in file order and the report.
@@ -112,10 +103,50 @@ def read_rows(
     source = Path(path)
     if not source.exists():
         raise DatasetError(f"{source}: no such file or folder — check data.path")
-    records = _records(source)
+    found = records(source, budget)
     if max_rows is not None:
-        records = islice(records, max_rows)
-    return validate_records(records, str(source), fmt)
+        found = islice(found, max_rows)
+    return validate_records(found, str(source), fmt)
+
+
+def scan_file(
+    path: Path,
+    budget: ReadBudget,
+    keep_rows: int = 0,
+    keep_problems: int = 100,
+    source: str | None = None,
+    max_records: int | None = None,
+) -> tuple[list[PreferenceRow], ValidationReport]:
+    """Validate the records of ``path`` (the first ``max_records``, or all) in two streamed passes
+    (the format vote, then the rows), holding only the first ``keep_rows`` valid rows and
+    ``keep_problems`` problems, so memory does not grow with the file. The report's ``problems`` are
+    those kept; ``problems_total`` counts all. Raises DatasetError as read_rows does (``source``
+    names the file in messages)."""
+    name = source or str(path)
+    counts: Counter[str] = Counter()
+    for _, record in islice(records(path, budget), max_records):
+        if (guess := _guess_format(record)) is not None:
+            counts[guess] += 1  # insertion order is first-seen order: the vote's tie-break
+    file_fmt = max(counts, key=lambda guess: counts[guess]) if counts else "standard"
+    rows: list[PreferenceRow] = []
+    problems: list[RowProblem] = []
+    total = valid = problem_count = 0
+    for line, record in islice(records(path, budget), max_records):
+        total += 1
+        if isinstance(record, RowProblem):
+            found, row = [record], None
+        else:
+            row, found = _validate(record, line, name, file_fmt, _guess_format(record))
+        problem_count += len(found)
+        problems.extend(found[: max(0, keep_problems - len(problems))])
+        if row is not None:
+            valid += 1
+            if len(rows) < keep_rows:
+                rows.append(row)
+    report = ValidationReport(name, file_fmt, total, valid, problems, problem_count)
+    if not valid:
+        raise DatasetError(_no_valid_rows(report))
+    return rows, report
 
 
 def validate_records(
@@ -146,93 +177,10 @@ def validate_records(
 
 def _no_valid_rows(report: ValidationReport) -> str:
     shown = "\n".join(f"  {problem}" for problem in report.problems[:SHOWN_PROBLEMS])
-    more = len(report.problems) - SHOWN_PROBLEMS
+    more = report.problem_count - SHOWN_PROBLEMS
     tail = f"\n  … and {more} more" if more > 0 else ""
     head = f"{report.path}: no valid rows among {report.rows} (format {report.detected_format})"
     return f"{head}\n{shown}{tail}"
-
-
-# ------------------------------------------------------------------------------------------ readers
-
-
-def _records(path: Path) -> Iterator[tuple[int, Any]]:
-    """(1-based line, record or RowProblem) for every record of a supported file."""
-    if path.is_dir():
-        return _dataset_folder(path)
-    name = path.name.lower().removesuffix(".gz")
-    if name.endswith(".parquet"):
-        return _parquet(path)
-    if name.endswith((".jsonl", ".ndjson")):
-        return _json_lines(_read_text(path), str(path))
-    if name.endswith(".json"):
-        return _json_file(_read_text(path), str(path))
-    raise DatasetError(
-        f"{path}: unsupported file type — use .jsonl, .json, their .gz, .parquet or a save_to_disk folder"
-    )
-
-
-def _read_text(path: Path) -> str:
-    try:
-        if path.name.lower().endswith(".gz"):
-            with gzip.open(path, "rt", encoding="utf-8") as handle:
-                return handle.read()
-        return path.read_text(encoding="utf-8")
-    except (OSError, EOFError, UnicodeDecodeError) as error:
-        hint = "is it UTF-8 text (gzip-compressed if .gz)?"
-        raise DatasetError(f"{path}: cannot read ({error}) — {hint}") from error
-
-
-def _json_lines(text: str, source: str) -> Iterator[tuple[int, Any]]:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as error:
-            message = f"invalid JSON ({error.msg} at column {error.colno}) — write one JSON object per line"
-            yield number, RowProblem(source, number, "json", message)
-
-
-def _json_file(text: str, source: str) -> Iterator[tuple[int, Any]]:
-    """A JSON array of objects; a .json file holding JSON lines (as ``datasets`` accepts) also works."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        if text.lstrip().startswith("{"):
-            return _json_lines(text, source)
-        raise DatasetError(f"{source}:{error.lineno}: invalid JSON ({error.msg}) — fix the file") from None
-    if not isinstance(data, list):
-        raise DatasetError(f"{source}: a .json dataset must be an array of objects — wrap the rows in [ ]")
-    return iter(enumerate(data, start=1))
-
-
-def _parquet(path: Path) -> Iterator[tuple[int, Any]]:
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.ParquetFile(path)
-    except Exception as error:
-        raise DatasetError(f"{path}: cannot read parquet ({error})") from error
-    line = 0
-    for batch in table.iter_batches():
-        for record in batch.to_pylist():
-            line += 1
-            yield line, record
-
-
-def _dataset_folder(path: Path) -> Iterator[tuple[int, Any]]:
-    import datasets
-
-    try:
-        loaded = datasets.load_from_disk(str(path))
-    except Exception as error:
-        raise DatasetError(f"{path}: not a datasets save_to_disk folder ({error})") from error
-    if isinstance(loaded, datasets.DatasetDict):
-        if "train" not in loaded:
-            splits = ", ".join(loaded)
-            raise DatasetError(f"{path}: no 'train' split (has {splits}) — point to {path}/<split>")
-        loaded = loaded["train"]
-    return iter(enumerate(loaded, start=1))
 
 
 # ------------------------------------------------------------------------------------------ formats

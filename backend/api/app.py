@@ -10,19 +10,24 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine
 
-from backend.api import errors
+from backend.api import api_docs, errors
+from backend.api.body_budget import BodyBudget
 from backend.api.deps import ApiContext
-from backend.api.options import REPO_ROOT, ApiOptions, dataset_roots, model_roots
+from backend.api.options import REPO_ROOT, ApiOptions
 from backend.api.routers import (
     compare,
     datasets,
     experiments,
+    ingest,
     login,
+    logs,
     metrics,
     pairs,
     presets,
@@ -32,10 +37,17 @@ from backend.api.routers import (
 from backend.api.security import SecurityMiddleware
 from backend.queue import Enqueuer, default_enqueuer
 from backend.settings import Settings, get_settings
-from backend.storage.db import init_db, make_engine
+from backend.storage import sessions
+from backend.storage.db import init_db, make_engine, reader
 
 FRONTEND_DIR = REPO_ROOT / "frontend"
-ROUTERS = (runs, metrics, pairs, compare, stream, datasets, presets, experiments, login)
+ROUTERS = (runs, logs, metrics, pairs, compare, stream, datasets, presets, experiments, login, ingest)
+
+
+def session_csrf(engine: Engine, cookie: str) -> str | None:
+    """The CSRF token of the live session named by ``cookie`` (None when it is not live)."""
+    with reader(engine).begin() as conn:
+        return sessions.csrf_of(conn, cookie)
 
 
 def create_app(
@@ -55,8 +67,7 @@ def create_app(
         options=options or ApiOptions.from_env(os.environ),
         engine=engine,
         enqueuer=enqueuer or default_enqueuer(settings.broker_url),
-        model_roots=model_roots(settings),
-        dataset_roots=dataset_roots(settings),
+        allowed=settings.allowed(),
     )
 
     @asynccontextmanager
@@ -64,12 +75,18 @@ def create_app(
         yield
         engine.dispose()
 
-    app = FastAPI(title="AlignScope", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="AlignScope", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.context = context
     errors.install(app)
+    api_docs.install(app)
     for module in ROUTERS:
         app.include_router(module.router)
-    app.add_middleware(SecurityMiddleware, token=settings.api_token, options=context.options)
+    caps = context.options
+    app.add_middleware(BodyBudget, max_body_bytes=caps.max_body_bytes, max_json_depth=caps.max_json_depth)
+    lookup = partial(session_csrf, engine)
+    app.add_middleware(
+        SecurityMiddleware, token=settings.api_token, options=caps, sessions=lookup
+    )  # outermost
     if frontend_dir is not None and frontend_dir.is_dir():
         app.mount("/", StaticFiles(directory=frontend_dir, html=True), name="frontend")
     return app

@@ -1,4 +1,4 @@
-"""What handlers receive: the app's context (engine, settings, options, enqueuer, roots), a read
+"""What handlers receive: the app's context (engine, settings, options, enqueuer, what runs may reach), a read
 connection, and an existing run (404 otherwise).
 
 Reads go through ``reader(engine)`` (SQLite: DEFERRED transactions that never block the writer);
@@ -8,7 +8,7 @@ writes through ``engine.begin()`` (SQLite: BEGIN IMMEDIATE).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -17,12 +17,14 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
 from backend.api.errors import NotFound
+from backend.api.login_throttle import LoginThrottle
 from backend.api.options import ApiOptions
 from backend.queue import Enqueuer
 from backend.settings import Settings
 from backend.storage import runs
 from backend.storage.db import reader
 from backend.storage.runs import RunRow
+from contracts.deployment import Allowed
 
 
 @dataclass(frozen=True)
@@ -33,13 +35,21 @@ class ApiContext:
     options: ApiOptions
     engine: Engine
     enqueuer: Enqueuer
-    model_roots: tuple[Path, ...]
-    dataset_roots: tuple[Path, ...]
+    allowed: Allowed
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
     @property
     def reads(self) -> Engine:
         """The engine for read-only transactions."""
         return reader(self.engine)
+
+    @property
+    def model_roots(self) -> tuple[Path, ...]:
+        return self.allowed.model_roots
+
+    @property
+    def dataset_roots(self) -> tuple[Path, ...]:
+        return self.allowed.dataset_roots
 
     @property
     def datasets_dir(self) -> Path:

@@ -22,9 +22,13 @@ class ApiError(Exception):
 
     status = 400
 
-    def __init__(self, detail: str | list[dict[str, Any]]) -> None:
+    def __init__(self, detail: str | list[dict[str, Any]], headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
-        self.detail = detail
+        self.detail, self.headers = detail, headers
+
+
+class BadRequest(ApiError):
+    status = 400
 
 
 class NotFound(ApiError):
@@ -73,7 +77,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

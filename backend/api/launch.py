@@ -1,6 +1,7 @@
 """Creating, resuming, cloning, stopping and deleting runs: the write side of the runs routes.
 
-Every new run is checked (paths under the configured roots), inserted as ``queued`` in one
+Every new run is checked (what it reaches against the deployment's allowances, whether its data
+file can fill one micro-batch), inserted as ``queued`` in one
 transaction, and only then announced to the broker (a worker can never claim an uncommitted row).
 Resume copies the parent's checkpoint folder into ``<data_dir>/checkpoints/<new id>/`` inside that
 transaction, so the trainer of the new run starts from it.
@@ -17,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from backend.api.data_rows import check_enough_rows
 from backend.api.deps import ApiContext, find_run
 from backend.api.errors import Conflict, Invalid, config_invalid
 from backend.api.paths import checked
@@ -26,7 +28,12 @@ from backend.storage.runs import RunRow
 from contracts.config import RunConfig
 
 CHECKPOINT_FILES = ("model.safetensors", "state.pt")
+SHARDED_MARK = "sharded/.metadata"  # an FSDP checkpoint (torch.distributed.checkpoint), no weights file
 RESUMABLE = ("stopped", "failed")
+EXTERNAL = (
+    "was trained by an external trainer ({source}) that streamed its rows in: AlignScope has neither its "
+    "checkpoint nor a config its engine can run, so it cannot {action} it; rerun the trainer's script instead"
+)
 DOTTED_KEY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 ABLATIONS: dict[str, dict[str, bool]] = {
     "dpo": {"enabled": False},
@@ -37,15 +44,23 @@ ABLATIONS: dict[str, dict[str, bool]] = {
 
 
 def launch(
-    ctx: ApiContext, configs: list[RunConfig], parent_id: str | None = None, checkpoint: Path | None = None
+    ctx: ApiContext,
+    configs: list[RunConfig],
+    parent_id: str | None = None,
+    checkpoint: Path | None = None,
+    resume_step: int | None = None,
 ) -> list[RunRow]:
     """Insert queued runs for ``configs`` (one transaction), then enqueue them. With ``checkpoint``,
     that folder is copied as the (single) new run's checkpoint and recorded as its ``checkpoint_path``,
-    so that a worker which cannot see it fails the run instead of training it from step 0."""
-    configs = [checked(c, ctx.model_roots, ctx.dataset_roots) for c in configs]
+    so that a worker which cannot see it fails the run instead of training it from step 0;
+    ``resume_step`` marks the new run as continuing ``parent_id`` after that step."""
+    configs = [checked(c, ctx.allowed) for c in configs]
+    for config in configs:
+        check_enough_rows(config, ctx.options.read_budget(), ctx.options.preview_scan_rows)
     with ctx.engine.begin() as conn:
         ids = [
-            runs.create_run(conn, c.model_dump_json(), c.name, c.preset, c.group, parent_id) for c in configs
+            runs.create_run(conn, c.model_dump_json(), c.name, c.preset, c.group, parent_id, resume_step)
+            for c in configs
         ]
         if checkpoint is not None:
             target = ctx.checkpoints_dir / ids[0]
@@ -69,22 +84,45 @@ def _copy_checkpoint(source: Path, target: Path) -> None:
 
 def resume(ctx: ApiContext, parent: RunRow) -> RunRow:
     """A new queued run with the parent's config, continuing from the parent's checkpoint."""
+    _native(parent, "resume")
     if parent.status not in RESUMABLE:
         raise Conflict(f"run {parent.id} is {parent.status}; only a stopped or failed run can be resumed")
     folder = Path(parent.checkpoint_path or ctx.checkpoints_dir / parent.id)
-    if not all((folder / name).is_file() for name in CHECKPOINT_FILES):
+    weights = (folder / CHECKPOINT_FILES[0]).is_file() or (folder / SHARDED_MARK).is_file()
+    if not (weights and (folder / CHECKPOINT_FILES[1]).is_file()):
         raise Conflict(f"run {parent.id} has no checkpoint to resume from (set checkpoint_every)")
-    return launch(ctx, [_stored_config(parent.config)], parent.id, folder)[0]
+    step = checkpoint_step(folder / CHECKPOINT_FILES[0])
+    resume_step = step if step is not None else parent.step or 0
+    return launch(ctx, [_stored_config(parent.config)], parent.id, folder, resume_step)[0]
+
+
+def checkpoint_step(model_file: Path) -> int | None:
+    """The optimizer step a checkpoint was written at, from its safetensors header's metadata
+    (``{"step": "N"}``, written by worker.engine.checkpoint; read without torch); None when absent."""
+    try:
+        with model_file.open("rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(size)) if 0 < size <= 100_000_000 else {}
+        return int(header.get("__metadata__", {})["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def clone(ctx: ApiContext, parent: RunRow, overrides: Mapping[str, Any]) -> RunRow:
     """A new queued run with the parent's config and ``overrides`` (dotted key → JSON value)."""
+    _native(parent, "clone")
     for key in overrides:
         if not DOTTED_KEY.match(key):
             raise Invalid(("body", "overrides", key), "expected a dotted config key like 'optim.lr'")
     items = [f"{key}={json.dumps(value)}" for key, value in overrides.items()]
     data = apply_overrides(json.loads(parent.config), items)
     return launch(ctx, [_validated(data)], parent.id)[0]
+
+
+def _native(run: RunRow, action: str) -> None:
+    """Conflict for an external run (no engine config, no checkpoint here)."""
+    if run.source is not None:
+        raise Conflict(f"run {run.id} " + EXTERNAL.format(source=run.source, action=action))
 
 
 def ablations(ctx: ApiContext, group: str, base: RunConfig) -> list[RunRow]:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from backend.storage.lineage import Segment
 from backend.storage.metrics import StoredPoint
 from backend.storage.pairs import PairRow, PairSummary
 from backend.storage.runs import RunRow
@@ -70,16 +71,21 @@ class RunOut(Out):
     finished_at: Number
     heartbeat_at: Number
     parent_id: str | None
+    resume_step: int | None = Field(None, description="a resume: continues parent_id after this step")
     config: dict[str, Any]
     environment: dict[str, Any] | None
     loss_kind: str | None
     beta0: Number
     eta_s: Number
+    source: str | None = Field(
+        None, description="None for a run of AlignScope's engine; else the external trainer that streamed it."
+    )
+    external: bool = Field(False, description="Streamed in by an external trainer: no resume, no clone.")
 
     @classmethod
     def of(cls, row: RunRow) -> RunOut:
         config = json.loads(row.config)
-        loss = config.get("loss") or {}
+        loss = config.get("loss") if isinstance(config.get("loss"), dict) else {}
         return cls(
             id=row.id,
             name=row.name,
@@ -98,11 +104,14 @@ class RunOut(Out):
             finished_at=row.finished_at,
             heartbeat_at=row.heartbeat_at,
             parent_id=row.parent_id,
+            resume_step=row.resume_step,
             config=config,
             environment=json.loads(row.environment) if row.environment else None,
             loss_kind=loss.get("kind"),
             beta0=loss.get("beta"),
             eta_s=_eta(row),
+            source=row.source,
+            external=row.source is not None,
         )
 
 
@@ -156,21 +165,47 @@ class SeriesOut(Out):
         return cls(steps=[step for step, _ in points], values=[finite(value) for _, value in points])
 
 
+class SegmentOut(Out):
+    """One run of a lineage and the steps it supplies: after_step < step ≤ until_step (null:
+    unbounded). A resumed run's history is its parent's segment, then its own from the resume point."""
+
+    run_id: str
+    name: str
+    after_step: int | None
+    until_step: int | None
+
+    @classmethod
+    def of(cls, segment: Segment) -> SegmentOut:
+        return cls(
+            run_id=segment.run_id,
+            name=segment.name,
+            after_step=segment.after_step,
+            until_step=segment.until_step,
+        )
+
+
 class MetricsOut(Out):
-    """last_seq: stream cursor read before the series; pass it as ?after= to the run's stream."""
+    """last_seq: stream cursor read before the series; pass it as ?after= to the run's stream.
+    lineage: the runs whose steps make up the series, oldest first (one for a run never resumed)."""
 
     run_id: str
     series: dict[str, SeriesOut]
     last_seq: int
+    lineage: list[SegmentOut] = Field(default_factory=list)
 
 
 class CompareOut(Out):
+    """Each run's series over its whole lineage, and that lineage (run id → segments)."""
+
     runs: list[RunOut]
     series: dict[str, dict[str, SeriesOut]]
+    lineage: dict[str, list[SegmentOut]] = Field(default_factory=dict)
 
 
 class PairOut(Out):
-    """A pair record (contracts.events.PairRecord fields) with its z-score and texts."""
+    """A pair record (contracts.events.PairRecord fields) with its z-score and texts. keep_probability:
+    how likely β-guided filtering was to keep it, given its micro-batch's weights (1 when nothing of
+    that micro-batch was filtered; see backend.keep_probability)."""
 
     seq: int
     attempt: int
@@ -190,25 +225,37 @@ class PairOut(Out):
     m0: Number
     sigma: Number
     z: Number
+    keep_probability: Number = None
     prompt: str | None
     chosen: str | None
     rejected: str | None
 
     @classmethod
-    def of(cls, row: PairRow) -> PairOut:
+    def of(cls, row: PairRow, keep_probability: float | None = None) -> PairOut:
         record = asdict(row.record)
         floats = {k: finite(v) for k, v in record.items() if isinstance(v, float)}
         texts = {"prompt": row.prompt, "chosen": row.chosen, "rejected": row.rejected}
-        return cls(seq=row.seq, attempt=row.attempt, z=finite(row.z), **{**record, **floats}, **texts)
+        return cls(
+            seq=row.seq,
+            attempt=row.attempt,
+            z=finite(row.z),
+            keep_probability=keep_probability,
+            **{**record, **floats},
+            **texts,
+        )
 
 
 class PairSummaryOut(Out):
+    """A pair over a run; mean_filtered_z > 0: filtered on the high side of the M0 of the steps it was
+    filtered in, < 0: on the low side."""
+
     pair_id: str
     times_seen: int
     times_filtered: int
     first_step: int
     last_step: int
     mean_discrepancy: Number
+    mean_filtered_z: Number = None
     prompt: str | None
     chosen: str | None
     rejected: str | None
@@ -216,7 +263,11 @@ class PairSummaryOut(Out):
     @classmethod
     def of(cls, row: PairSummary) -> PairSummaryOut:
         values = asdict(row)
-        return cls(**{**values, "mean_discrepancy": finite(row.mean_discrepancy)})
+        floats = {
+            "mean_discrepancy": finite(row.mean_discrepancy),
+            "mean_filtered_z": finite(row.mean_filtered_z),
+        }
+        return cls(**{**values, **floats})
 
 
 class EvalOut(Out):
@@ -284,6 +335,8 @@ class DatasetOut(Out):
     size_bytes: int
     uploaded_at: float
     report: ReportOut | None
+    sha256: str | None = Field(None, description="hash of the file as uploaded (same file, same dataset)")
+    reused: bool = Field(False, description="true when this upload was a file already stored: no new dataset")
 
 
 class PreviewOut(Out):

@@ -4,21 +4,23 @@ ALIGNSCOPE_ALLOWED_HOSTS     comma-separated Host names accepted besides the loo
                              ("*" accepts any); unset with an API token set: any Host is accepted
 ALIGNSCOPE_ALLOWED_ORIGINS   comma-separated extra origins (scheme://host[:port]) allowed to POST/DELETE
 ALIGNSCOPE_MAX_UPLOAD_MB     dataset upload cap in MiB (default 200)
-ALIGNSCOPE_MAX_LINE_KB       JSONL line cap in KiB (default 1024)
+ALIGNSCOPE_MAX_LINE_KB       JSONL line (and parquet row) cap in KiB (default 1024)
+ALIGNSCOPE_MAX_UPLOAD_ROWS   rows of one dataset upload (default 1,000,000)
+ALIGNSCOPE_MAX_BODY_KB       cap of any other request body (JSON, YAML) in KiB (default 256)
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.settings import PREFIX, Settings
+from backend.api.uploads import Caps
+from backend.settings import PREFIX, REPO_ROOT, dataset_roots, model_roots
+from contracts.pair_readers import ReadBudget
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 MIB = 1024 * 1024
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class ApiOptions(BaseModel):
@@ -31,10 +33,29 @@ class ApiOptions(BaseModel):
     allowed_origins: tuple[str, ...] = ()
     max_upload_bytes: int = Field(200 * MIB, ge=1)
     max_line_bytes: int = Field(MIB, ge=64)
-    max_decompressed_bytes: int = Field(1024 * MIB, ge=1)
+    max_body_bytes: int = Field(256 * 1024, ge=1024)
+    max_json_depth: int = Field(32, ge=4, le=200)
+    max_decompressed_bytes: int = Field(512 * MIB, ge=1)
+    max_json_array_bytes: int = Field(32 * MIB, ge=1)
+    max_upload_rows: int = Field(1_000_000, ge=1)
     preview_scan_rows: int = Field(10_000, ge=1)
     poll_s: float = Field(0.2, gt=0)
     heartbeat_s: float = Field(15.0, gt=0)
+
+    def upload_caps(self) -> Caps:
+        """What the upload stream may carry (backend.api.uploads)."""
+        return Caps(
+            self.max_upload_bytes, self.max_line_bytes, self.max_decompressed_bytes, self.max_json_array_bytes
+        )
+
+    def read_budget(self) -> ReadBudget:
+        """What validating a stored dataset may read (contracts.pair_readers)."""
+        return ReadBudget(
+            max_rows=self.max_upload_rows,
+            max_record_bytes=self.max_line_bytes,
+            max_total_bytes=self.max_decompressed_bytes,
+            max_json_bytes=self.max_json_array_bytes,
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ApiOptions:
@@ -52,6 +73,10 @@ class ApiOptions(BaseModel):
             values["max_upload_bytes"] = int(float(upload) * MIB)
         if line := read("MAX_LINE_KB"):
             values["max_line_bytes"] = int(float(line) * 1024)
+        if rows := read("MAX_UPLOAD_ROWS"):
+            values["max_upload_rows"] = int(rows)
+        if body := read("MAX_BODY_KB"):
+            values["max_body_bytes"] = int(float(body) * 1024)
         return cls.model_validate(values)
 
 
@@ -59,16 +84,4 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip().lower() for part in value.split(",") if part.strip())
 
 
-def model_roots(settings: Settings) -> tuple[Path, ...]:
-    """Folders a submitted config may load models from: settings.model_roots, else <data_dir>/models."""
-    return settings.model_roots or (settings.data_dir / "models",)
-
-
-def dataset_roots(settings: Settings) -> tuple[Path, ...]:
-    """Folders a submitted config may read datasets from: <data_dir>/datasets (where uploads go) and
-    settings.dataset_roots, else the repository's ../shared/data when present."""
-    uploads = settings.data_dir / "datasets"
-    if settings.dataset_roots:
-        return (uploads, *settings.dataset_roots)
-    shared = (REPO_ROOT.parent / "shared" / "data").resolve()
-    return (uploads, *((shared,) if shared.is_dir() else ()))
+__all__ = ["REPO_ROOT", "ApiOptions", "dataset_roots", "model_roots"]

@@ -6,8 +6,10 @@
    request's own origin or be in ``allowed_origins``; ``Sec-Fetch-Site: cross-site`` is refused too.
    Requests without those headers (curl, scripts) pass. → 403
 3. Token (only when ``api_token`` is set): ``Authorization: Bearer TOKEN``, or the HttpOnly session
-   cookie set by POST /api/login. Cookie-authenticated state-changing requests must also send the
-   ``X-CSRF-Token`` header equal to the (readable) ``alignscope_csrf`` cookie. → 401 / 403; a
+   cookie set by POST /api/login: a random token naming a live server-side session
+   (``backend.storage.sessions``; logout deletes it). Cookie-authenticated state-changing requests
+   must also send the ``X-CSRF-Token`` header equal to THAT session's CSRF token (also readable in
+   the ``alignscope_csrf`` cookie; a cookie the client forges matches no session). → 401 / 403; a
    browser navigating to a page is redirected to /login instead. /login and /api/login are open.
 
 Every response also gets nosniff, frame-deny and same-origin referrer headers.
@@ -15,13 +17,14 @@ Every response also gets nosniff, frame-deny and same-origin referrer headers.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import quote
+
+import anyio
 
 from backend.api.options import LOOPBACK_HOSTS, ApiOptions
 
@@ -43,9 +46,7 @@ EXTRA_HEADERS = [
 ]
 
 
-def session_value(token: str) -> str:
-    """The session cookie's value: an HMAC of the token (the token itself is never stored)."""
-    return hmac.new(token.encode(), b"alignscope-session-v1", hashlib.sha256).hexdigest()
+SessionLookup = Callable[[str], "str | None"]  # session cookie → its CSRF token, None when not live
 
 
 def same(a: str | None, b: str | None) -> bool:
@@ -56,8 +57,8 @@ def same(a: str | None, b: str | None) -> bool:
 class SecurityMiddleware:
     """See the module docstring. ``token`` None disables check 3."""
 
-    def __init__(self, app: ASGIApp, token: str | None, options: ApiOptions) -> None:
-        self.app, self.token, self.options = app, token, options
+    def __init__(self, app: ASGIApp, token: str | None, options: ApiOptions, sessions: SessionLookup) -> None:
+        self.app, self.token, self.options, self.sessions = app, token, options, sessions
         hosts = options.allowed_hosts
         self.any_host = (hosts is None and token is not None) or (hosts is not None and "*" in hosts)
         self.hosts = frozenset(LOOPBACK_HOSTS) | frozenset(hosts or ())
@@ -66,9 +67,9 @@ class SecurityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        refusal = self.refusal(scope)
+        refusal = await self.refusal(scope)
         if refusal is not None:
-            await _respond(send, *refusal)
+            await respond_json(send, *refusal)
             return
 
         async def send_with_headers(message: Message) -> None:
@@ -78,7 +79,7 @@ class SecurityMiddleware:
 
         await self.app(scope, receive, send_with_headers)
 
-    def refusal(self, scope: Scope) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
+    async def refusal(self, scope: Scope) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
         """(status, message, extra headers) when the request must be refused, else None."""
         headers = _headers(scope)
         host = headers.get("host", "")
@@ -89,7 +90,7 @@ class SecurityMiddleware:
             return 403, "cross-origin request refused", []
         if self.token is None or scope.get("path") in OPEN_PATHS:
             return None
-        return self._auth_refusal(scope, headers, unsafe)
+        return await self._auth_refusal(scope, headers, unsafe)
 
     def _same_origin(self, headers: dict[str, str], scope: Scope, host: str) -> bool:
         origin = headers.get("origin")
@@ -98,16 +99,17 @@ class SecurityMiddleware:
         scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
         return origin.lower() in (f"{scheme}://{host}".lower(), *self.options.allowed_origins)
 
-    def _auth_refusal(
+    async def _auth_refusal(
         self, scope: Scope, headers: dict[str, str], unsafe: bool
     ) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
         assert self.token is not None
         scheme, _, credentials = headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and same(credentials.strip(), self.token):
             return None
-        cookies = _cookies(headers)
-        if same(cookies.get(SESSION_COOKIE), session_value(self.token)):
-            if unsafe and not same(headers.get(CSRF_HEADER), cookies.get(CSRF_COOKIE)):
+        cookie = _cookies(headers).get(SESSION_COOKIE)
+        csrf = await anyio.to_thread.run_sync(self.sessions, cookie) if cookie else None
+        if csrf is not None:
+            if unsafe and not same(headers.get(CSRF_HEADER), csrf):
                 return 403, f"missing or wrong {CSRF_HEADER} header (copy the {CSRF_COOKIE} cookie)", []
             return None
         path = scope.get("path", "/")
@@ -138,8 +140,12 @@ def _cookies(headers: dict[str, str]) -> dict[str, str]:
     return {name: morsel.value for name, morsel in jar.items()}
 
 
-async def _respond(send: Send, status: int, message: str, extra: list[tuple[bytes, bytes]]) -> None:
-    body = json.dumps({"detail": message}).encode()
+async def respond_json(
+    send: Send, status: int, detail: Any, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Send a whole ``{"detail": detail}`` JSON response from a middleware."""
+    extra = extra or []
+    body = json.dumps({"detail": detail}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [*extra, *EXTRA_HEADERS]
     await send({"type": "http.response.start", "status": status, "headers": headers})

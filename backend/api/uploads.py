@@ -1,14 +1,18 @@
 """Receiving a dataset upload: the multipart body is parsed as it streams in and the ``file`` part is
-written straight to ``<folder>/<uuid><ext>.partial`` (renamed when complete), never buffered whole.
+written straight to ``<folder>/partial-<uuid><ext>``, never buffered whole, and hashed (sha256) on
+the way. The caller validates that file and renames it to ``<uuid><ext>`` only when it is accepted
+(``backend.api.catalog.register``); whatever is refused, the partial file is removed.
 
 Caps (413, nothing left on disk): the request size (checked first against Content-Length, then while
-streaming), the decompressed size of a .gz, and for JSONL the length of one line (a line that grows
-past the cap without a newline is refused with its 1-based line number). The client's file name is
-only metadata: its folders, control characters and NULs are dropped and it is cut to 200 characters.
+streaming), the decompressed size of a .gz, the decompressed size of a .json array (parsed whole
+later, so smaller), and for JSONL the length of one line (a line that grows past the cap without a
+newline is refused with its 1-based line number). The client's file name is only metadata: its
+folders, control characters and NULs are dropped and it is cut to 200 characters.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 import zlib
 from dataclasses import dataclass
@@ -24,17 +28,36 @@ from backend.api.errors import Invalid, TooLarge
 EXTENSIONS = (".jsonl.gz", ".json.gz", ".jsonl", ".json", ".parquet")
 FORM_OVERHEAD = 1024 * 1024  # other form fields and part headers, on top of the file cap
 MAX_NAME = 200
+PARTIAL = "partial-"
 _FIELD = ("body", "file")
 
 
 @dataclass(frozen=True)
 class Upload:
-    """A stored upload: ``path`` is ``<folder>/<name>``; size in bytes as received."""
+    """A received upload: ``partial`` holds its bytes until it is accepted as ``<folder>/<name>``;
+    size in bytes as received; sha256 of those bytes."""
 
     name: str
     original_name: str
-    path: Path
+    partial: Path
     size_bytes: int
+    sha256: str
+
+    @property
+    def path(self) -> Path:
+        """Where the accepted file lives."""
+        return self.partial.with_name(self.name)
+
+
+@dataclass(frozen=True)
+class Caps:
+    """What one upload may be: bytes received, bytes of a JSONL line, bytes once decompressed,
+    bytes of a .json array (decompressed)."""
+
+    max_bytes: int
+    max_line: int
+    max_inflated: int
+    max_json: int
 
 
 def clean_name(raw: str) -> str:
@@ -73,12 +96,24 @@ class LineGuard:
         self.current = lengths[-1]
 
 
+class SizeGuard:
+    """Caps the bytes fed to it (a .json array, which is parsed whole later)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap, self.total = cap, 0
+
+    def feed(self, data: bytes) -> None:
+        self.total += len(data)
+        if self.total > self.cap:
+            raise TooLarge(f"a .json array is parsed whole, so at most {self.cap} bytes: use .jsonl")
+
+
 class GzipGuard:
     """Decompresses a .gz stream as it arrives (all members), capping the decompressed size and
-    passing the text to ``lines`` when given."""
+    passing the text to ``inner`` (a line or size guard) when given."""
 
-    def __init__(self, cap: int, lines: LineGuard | None) -> None:
-        self.cap, self.lines, self.total = cap, lines, 0
+    def __init__(self, cap: int, inner: LineGuard | SizeGuard | None) -> None:
+        self.cap, self.lines, self.total = cap, inner, 0
         self.inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
 
     def feed(self, data: bytes) -> None:
@@ -104,15 +139,15 @@ class GzipGuard:
 class _FilePart:
     """multipart callbacks: the first part named ``file`` goes to disk through the guards."""
 
-    def __init__(self, folder: Path, max_bytes: int, max_line: int, max_inflated: int) -> None:
-        self.folder, self.max_bytes = folder, max_bytes
-        self.max_line, self.max_inflated = max_line, max_inflated
+    def __init__(self, folder: Path, caps: Caps) -> None:
+        self.folder, self.caps, self.max_bytes = folder, caps, caps.max_bytes
+        self.digest = hashlib.sha256()
         self.header_field, self.header_value, self.headers = b"", b"", {}
         self.handle: BinaryIO | None = None
         self.partial: Path | None = None
         self.upload: Upload | None = None
         self.size = 0
-        self.guards: list[LineGuard | GzipGuard] = []
+        self.guards: list[LineGuard | GzipGuard | SizeGuard] = []
 
     def callbacks(self) -> dict[str, object]:
         return {
@@ -140,14 +175,18 @@ class _FilePart:
         ext = extension(original)
         name = uuid.uuid4().hex + ext
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.partial = self.folder / (name + ".partial")
+        self.partial = self.folder / f"{PARTIAL}{name}"
         self.handle = self.partial.open("xb")
-        lines = LineGuard(self.max_line) if ext.startswith(".jsonl") else None
+        inner: LineGuard | SizeGuard | None = None
+        if ext.startswith(".jsonl"):
+            inner = LineGuard(self.caps.max_line)
+        elif ext.startswith(".json"):
+            inner = SizeGuard(self.caps.max_json)
         if ext.endswith(".gz"):
-            self.guards = [GzipGuard(self.max_inflated, lines)]
+            self.guards = [GzipGuard(self.caps.max_inflated, inner)]
         else:
-            self.guards = [lines] if lines else []
-        self.upload = Upload(name, original, self.folder / name, 0)
+            self.guards = [inner] if inner else []
+        self.upload = Upload(name, original, self.partial, 0, "")
 
     def _data(self, data: bytes, start: int, end: int) -> None:
         if self.handle is None:
@@ -158,6 +197,7 @@ class _FilePart:
             raise TooLarge(f"the file is larger than {self.max_bytes} bytes")
         for guard in self.guards:
             guard.feed(chunk)
+        self.digest.update(chunk)
         self.handle.write(chunk)
 
     def _part_end(self) -> None:
@@ -172,8 +212,10 @@ class _FilePart:
             self.partial.unlink(missing_ok=True)
 
 
-async def receive(request: Request, folder: Path, max_bytes: int, max_line: int, max_inflated: int) -> Upload:
-    """Stream the multipart ``file`` field of ``request`` into ``folder``; see the module docstring."""
+async def receive(request: Request, folder: Path, caps: Caps) -> Upload:
+    """Stream the multipart ``file`` field of ``request`` into a partial file in ``folder`` (see the
+    module docstring); the caller must accept or remove ``Upload.partial``."""
+    max_bytes = caps.max_bytes
     kind, params = parse_options_header(request.headers.get("content-type", ""))
     if kind != b"multipart/form-data" or not params.get(b"boundary"):
         raise Invalid(_FIELD, "send the dataset as multipart/form-data with a 'file' field", "content_type")
@@ -181,18 +223,20 @@ async def receive(request: Request, folder: Path, max_bytes: int, max_line: int,
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"the upload is larger than {max_bytes} bytes")
-    part = _FilePart(folder, max_bytes, max_line, max_inflated)
+    part = _FilePart(folder, caps)
     parser = MultipartParser(params[b"boundary"], part.callbacks())  # type: ignore[arg-type]
     try:
         await _feed(request, parser, limit, max_bytes)
         if part.upload is None or part.partial is None or part.handle is not None:
             raise Invalid(_FIELD, "no complete 'file' field in the form", "missing")
-        part.partial.rename(part.upload.path)
     except ParseError as exc:
-        raise Invalid(_FIELD, f"malformed multipart body ({exc})", "multipart") from exc
-    finally:
         part.discard()
-    return Upload(part.upload.name, part.upload.original_name, part.upload.path, part.size)
+        raise Invalid(_FIELD, f"malformed multipart body ({exc})", "multipart") from exc
+    except BaseException:
+        part.discard()
+        raise
+    upload = part.upload
+    return Upload(upload.name, upload.original_name, upload.partial, part.size, part.digest.hexdigest())
 
 
 async def _feed(request: Request, parser: MultipartParser, limit: int, max_bytes: int) -> None:

@@ -2,7 +2,9 @@
 
 The iterators stream from the database (the connection must stay open while they are consumed) and
 yield NaN, not None, for NaN values. Metric rows are read one series at a time by (series_id, step),
-the index that keeps them in step order.
+the index that keeps them in step order. The ``lineage_*`` iterators read a run's lineage (a resumed
+run: its parent's rows up to the resume point, then its own; each row names the run that wrote it),
+and the pair export carries each record's z-score and the pair's texts.
 """
 
 from __future__ import annotations
@@ -18,18 +20,22 @@ import pyarrow.parquet as pq
 from sqlalchemy import Select, select
 from sqlalchemy.engine import Connection
 
+from backend.storage import lineage
 from backend.storage.bulk import null_to_nan
+from backend.storage.lineage import Segment
+from backend.storage.pairs import add_texts, z_score
 from backend.storage.tables import metric_points, metric_series, pair_records
 from contracts.metric_keys import PAIR_COLUMNS
 
 METRIC_COLUMNS: tuple[str, ...] = ("run_id", "key", "step", "value", "wall_time")
+PAIR_EXPORT_COLUMNS: tuple[str, ...] = ("run_id", *PAIR_COLUMNS, "z", "prompt", "chosen", "rejected")
 ExportRow = tuple[object, ...]
 
 _BATCH = 65_536
-_STRING = ("run_id", "key", "pair_id")
+_STRING = ("run_id", "key", "pair_id", "prompt", "chosen", "rejected")
 _INT = ("step", "micro_batch", "chosen_tokens", "rejected_tokens")
 _BOOL = ("kept",)
-_FLOAT_COLUMNS = frozenset(METRIC_COLUMNS + PAIR_COLUMNS) - set(_STRING + _INT + _BOOL)
+_FLOAT_COLUMNS = frozenset(METRIC_COLUMNS + PAIR_EXPORT_COLUMNS) - set(_STRING + _INT + _BOOL)
 
 
 def metric_rows(
@@ -53,6 +59,33 @@ def pair_rows(conn: Connection, run_id: str, step: int | None = None) -> Iterato
     stmt = select(*(pr[name] for name in PAIR_COLUMNS)).where(pr.run_id == run_id)
     if step is not None:
         stmt = stmt.where(pr.step == step)
+    yield from _stream(conn, stmt.order_by(pr.step, pr.micro_batch, pr.pair_id))
+
+
+def lineage_metric_rows(conn: Connection, chain: Sequence[Segment]) -> Iterator[ExportRow]:
+    """METRIC_COLUMNS rows of a lineage: per key, each segment's steps in order (run_id names the run
+    that logged the point)."""
+    ms, mp = metric_series.c, metric_points.c
+    ids = [s.run_id for s in chain]
+    found = conn.execute(select(ms.id, ms.run_id, ms.key).where(ms.run_id.in_(ids))).tuples().all()
+    by_key: dict[str, dict[str, int]] = {}
+    for series_id, run_id, key in found:
+        by_key.setdefault(key, {})[run_id] = series_id
+    points = select(mp.step, mp.value, mp.wall_time).order_by(mp.step)
+    for key in sorted(by_key):
+        for segment in chain:
+            series_id = by_key[key].get(segment.run_id)
+            if series_id is None:
+                continue
+            for row in _stream(conn, points.where(mp.series_id == series_id, segment.steps(mp.step))):
+                yield (segment.run_id, key, *row)
+
+
+def lineage_pair_rows(conn: Connection, chain: Sequence[Segment]) -> Iterator[ExportRow]:
+    """PAIR_EXPORT_COLUMNS rows of a lineage, ordered by step, micro-batch, pair_id."""
+    pr = pair_records.c
+    stmt = select(pr.run_id, *(pr[name] for name in PAIR_COLUMNS), z_score())
+    stmt = add_texts(stmt.where(lineage.where(list(chain), pr.step, pr.run_id)), pr.run_id, pr.pair_id)
     yield from _stream(conn, stmt.order_by(pr.step, pr.micro_batch, pr.pair_id))
 
 

@@ -10,11 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Literal
 
-from sqlalchemy import ColumnElement, RowMapping, Select, and_, case, func, literal, not_, select
+from sqlalchemy import ColumnElement, RowMapping, Select, and_, case, func, literal, not_, or_, select
 from sqlalchemy.engine import Connection
 
+from backend.storage import lineage
 from backend.storage.bulk import allocate_seq, insert_rows, nan_to_null, null_to_nan
 from backend.storage.fencing import check_attempt
+from backend.storage.lineage import Segment
 from backend.storage.tables import pair_records, pairs
 from contracts.events import PairRecord, PairText
 from contracts.metric_keys import PAIR_COLUMNS
@@ -40,7 +42,8 @@ class PairRow:
 
 @dataclass(frozen=True, slots=True)
 class PairSummary:
-    """One pair over a whole run: how often it was seen and filtered out, when, and its mean M_i."""
+    """One pair over a whole run: how often it was seen and filtered out, when, its mean M_i and the
+    mean z of its filtered occurrences (each against the M0 and σ of the step it was filtered in)."""
 
     pair_id: str
     times_seen: int
@@ -48,6 +51,7 @@ class PairSummary:
     first_step: int
     last_step: int
     mean_discrepancy: float
+    mean_filtered_z: float = float("nan")
     prompt: str | None = None
     chosen: str | None = None
     rejected: str | None = None
@@ -78,17 +82,24 @@ def insert_pair_texts(conn: Connection, run_id: str, texts: Sequence[PairText]) 
     return insert_rows(conn, pairs, ("run_id", "pair_id", "prompt", "chosen", "rejected"), rows)
 
 
-def _z() -> ColumnElement[float]:
+def z_score() -> ColumnElement[float]:
     """z = (M_i − M0) / max(σ, floor) as SQL; NULL (NaN) when any input is."""
     pr = pair_records.c
     sigma = case((pr.sigma < SIGMA_FLOOR, literal(SIGMA_FLOOR)), else_=pr.sigma)
     return ((pr.discrepancy - pr.m0) / sigma).label("z")
 
 
-def _with_text(stmt: Select, run_id: str, pair_id: object) -> Select:
+def add_texts(stmt: Select, run_id: object, pair_id: object) -> Select:
+    """``stmt`` with the pair's prompt, chosen and rejected texts as stored by run ``run_id``."""
     return stmt.add_columns(pairs.c.prompt, pairs.c.chosen, pairs.c.rejected).outerjoin(
         pairs, and_(pairs.c.run_id == run_id, pairs.c.pair_id == pair_id)
     )
+
+
+def _of(run_id: str, chain: Sequence[Segment] | None) -> ColumnElement[bool]:
+    """The records of ``run_id`` alone, or of its lineage ``chain`` when given."""
+    pr = pair_records.c
+    return lineage.where(list(chain), pr.step, pr.run_id) if chain else pr.run_id == run_id
 
 
 def query_pairs(
@@ -101,12 +112,14 @@ def query_pairs(
     limit: int = 100,
     offset: int = 0,
     with_text: bool = True,
+    chain: Sequence[Segment] | None = None,
 ) -> list[PairRow]:
-    """Pair records of a run, optionally of one step and/or kept/filtered only, ordered by
-    discrepancy M_i, z-score or step (NaN last either way; ties in insertion order)."""
+    """Pair records of a run (of its lineage ``chain`` when given), optionally of one step and/or
+    kept/filtered only, ordered by discrepancy M_i, z-score or step (NaN last either way; ties in
+    insertion order)."""
     pr = pair_records.c
-    z = _z()
-    stmt = select(pair_records, z).where(pr.run_id == run_id)
+    z = z_score()
+    stmt = select(pair_records, z).where(_of(run_id, chain))
     if step is not None:
         stmt = stmt.where(pr.step == step)
     if kept is not None:
@@ -115,7 +128,7 @@ def query_pairs(
     direction = key.desc() if descending else key.asc()
     stmt = stmt.order_by(direction.nulls_last(), pr.seq).limit(limit).offset(offset)
     if with_text:
-        stmt = _with_text(stmt, run_id, pr.pair_id)
+        stmt = add_texts(stmt, pr.run_id, pr.pair_id)
     return [_pair_row(row._mapping, with_text) for row in conn.execute(stmt)]
 
 
@@ -134,9 +147,11 @@ def pair_summary(
     limit: int = 100,
     offset: int = 0,
     with_text: bool = True,
+    chain: Sequence[Segment] | None = None,
 ) -> list[PairSummary]:
-    """Per pair_id over a run, for the outlier inspector. kept=False: pairs filtered out at least
-    once; True: pairs never filtered out; None: all. Most often filtered first, then by mean M_i."""
+    """Per pair_id over a run (over its lineage ``chain`` when given), for the outlier inspector.
+    kept=False: pairs filtered out at least once; True: pairs never filtered out; None: all. Most
+    often filtered first, then by mean M_i."""
     pr = pair_records.c
     filtered = func.sum(case((not_(pr.kept), 1), else_=0)).label("times_filtered")
     mean = func.avg(pr.discrepancy).label("mean_discrepancy")
@@ -147,14 +162,16 @@ def pair_summary(
         func.min(pr.step).label("first_step"),
         func.max(pr.step).label("last_step"),
         mean,
-    ).where(pr.run_id == run_id)
+        func.avg(case((not_(pr.kept), z_score()))).label("mean_filtered_z"),
+        func.max(pr.run_id).label("text_run"),
+    ).where(_of(run_id, chain))
     stmt = stmt.group_by(pr.pair_id)
     if kept is not None:
         stmt = stmt.having(filtered == 0 if kept else filtered > 0)
     stmt = stmt.order_by(filtered.desc(), mean.desc().nulls_last(), pr.pair_id).limit(limit).offset(offset)
     if with_text:
         grouped = stmt.subquery()
-        stmt = _with_text(select(grouped), run_id, grouped.c.pair_id).order_by(
+        stmt = add_texts(select(grouped), grouped.c.text_run, grouped.c.pair_id).order_by(
             grouped.c.times_filtered.desc(), grouped.c.mean_discrepancy.desc().nulls_last(), grouped.c.pair_id
         )
     return [
@@ -165,7 +182,28 @@ def pair_summary(
             row.first_step,
             row.last_step,
             null_to_nan(row.mean_discrepancy),
+            null_to_nan(row.mean_filtered_z),
             *((row.prompt, row.chosen, row.rejected) if with_text else ()),
         )
         for row in conn.execute(stmt)
     ]
+
+
+def micro_batch_weights(
+    conn: Connection, run_id: str, groups: set[tuple[int, int]], chain: Sequence[Segment] | None = None
+) -> dict[tuple[int, int], list[tuple[int, float, bool]]]:
+    """(step, micro_batch) → [(seq, filter_weight, kept)] of every record of those micro-batches of
+    the run (of its lineage ``chain`` when given), in insertion order; NaN weights come back as NaN."""
+    if not groups:
+        return {}
+    pr = pair_records.c
+    wanted = or_(*(and_(pr.step == step, pr.micro_batch == micro_batch) for step, micro_batch in groups))
+    stmt = select(pr.step, pr.micro_batch, pr.seq, pr.filter_weight, pr.kept).where(
+        _of(run_id, chain), wanted
+    )
+    found: dict[tuple[int, int], list[tuple[int, float, bool]]] = {}
+    for row in conn.execute(stmt.order_by(pr.seq)):
+        found.setdefault((row.step, row.micro_batch), []).append(
+            (row.seq, null_to_nan(row.filter_weight), bool(row.kept))
+        )
+    return found

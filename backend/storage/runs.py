@@ -23,6 +23,10 @@ from sqlalchemy.sql import ColumnElement
 from backend.storage.tables import FINAL_STATUSES, metadata, metric_points, metric_series, runs
 
 HEARTBEAT_LOST = "heartbeat lost (worker died?)"
+CLIENT_LOST = (
+    "the external trainer stopped sending (killed, or cut off from the server for longer than "
+    "ALIGNSCOPE_STALE_AFTER_S); rows it delivers later are still stored"
+)
 RELEASED = "handed back by a worker shutting down; resumes from its last checkpoint"
 
 
@@ -50,6 +54,8 @@ class RunRow:
     parent_id: str | None
     checkpoint_path: str | None
     environment: str | None
+    source: str | None = None
+    resume_step: int | None = None
 
 
 def create_run(
@@ -59,9 +65,12 @@ def create_run(
     preset: str | None,
     group: str | None,
     parent_id: str | None = None,
+    resume_step: int | None = None,
 ) -> str:
-    """Insert a queued run at attempt 1; returns its id (32 hex digits)."""
+    """Insert a queued run at attempt 1; returns its id (32 hex digits). ``resume_step``: the run
+    resumes ``parent_id`` after that step (its history continues the parent's)."""
     run_id = uuid.uuid4().hex
+    resume = {} if resume_step is None else {"resume_step": resume_step}  # (older schemas in tests)
     conn.execute(
         runs.insert().values(
             id=run_id,
@@ -75,6 +84,7 @@ def create_run(
             progress=0.0,
             created_at=time.time(),
             parent_id=parent_id,
+            **resume,
         )
     )
     return run_id
@@ -198,14 +208,14 @@ def requeue_stale(
 
     A run with a checkpoint and attempt < max_attempts (attempts count from 1) goes back to queued
     with attempt + 1; one whose stop was requested becomes stopped; any other becomes failed with
-    error ``HEARTBEAT_LOST``. Returns the (run_id, new_attempt) pairs re-queued, to be re-sent.
+    error ``HEARTBEAT_LOST``, an external run (``source`` set: no checkpoint here) with ``CLIENT_LOST``.
+    Returns the (run_id, new_attempt) pairs re-queued, to be re-sent.
     """
     now = time.time() if now is None else now
     cutoff = now - stale_after_s
     stale = and_(runs.c.status == "running", runs.c.heartbeat_at < cutoff)
-    found = conn.execute(
-        select(runs.c.id, runs.c.attempt, runs.c.checkpoint_path, runs.c.stop_requested).where(stale)
-    ).all()
+    columns = (runs.c.id, runs.c.attempt, runs.c.checkpoint_path, runs.c.stop_requested, runs.c.source)
+    found = conn.execute(select(*columns).where(stale)).all()
     requeued: list[tuple[str, int]] = []
     for row in found:
         still_stale = and_(stale, runs.c.id == row.id, runs.c.attempt == row.attempt)
@@ -222,7 +232,8 @@ def requeue_stale(
             ):
                 requeued.append((row.id, row.attempt + 1))
         else:
-            _transition(conn, still_stale, status="failed", error=HEARTBEAT_LOST, finished_at=now)
+            error = HEARTBEAT_LOST if row.source is None else CLIENT_LOST
+            _transition(conn, still_stale, status="failed", error=error, finished_at=now)
     return requeued
 
 

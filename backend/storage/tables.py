@@ -23,6 +23,8 @@ Conventions:
   has ``metric_points.series_id``: inserts are fenced by the run row (``fencing.check_attempt``) and
   ``runs.delete_run`` deletes a run's points, then its series, then its rows of every other table,
   before the run;
+- ``sessions`` holds one row per browser login (the hash of its random cookie, its CSRF token,
+  its expiry); logout deletes it (``backend.storage.sessions``, migration 0011);
 - ``experiment_groups`` is one row per experiment group (its runs are the ``runs`` rows whose
   ``group_name`` is its id), with the group's summary as JSON (``backend.storage.experiment_groups``).
 """
@@ -94,8 +96,10 @@ runs = Table(
     Column("finished_at", Double),
     Column("heartbeat_at", Double),
     Column("parent_id", ident(32), ForeignKey("runs.id", ondelete="SET NULL")),
+    Column("resume_step", Integer),  # a resume: continues parent_id after this step (see lineage.py)
     Column("checkpoint_path", Text),
     Column("environment", Text),
+    Column("source", String(32)),  # NULL: a native run; else the external trainer (migration 0009)
     CheckConstraint(f"status IN ({', '.join(repr(s) for s in RUN_STATUSES)})", name="status"),
     Index(None, "status"),
     Index(None, "created_at"),
@@ -237,6 +241,16 @@ experiment_groups = Table(
     Column("updated_at", Double, nullable=False),
     CheckConstraint(f"status IN ({', '.join(repr(s) for s in GROUP_STATUSES)})", name="status"),
     Index(None, "created_at"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),  # sha256 of the cookie value; never the value
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Index(None, "expires_at"),
 )
 
 

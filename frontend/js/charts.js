@@ -119,6 +119,7 @@ export class LineChart {
       type: long && !t.stack ? "scattergl" : "scatter",
       mode: "lines",
       name: t.name,
+      meta: t.key, // the metric key, for tests comparing the page with the stored series
       x: series.steps.map(mapX),
       y,
       customdata: series.steps.map((s, i) => [s, series.values[i]]),
@@ -140,7 +141,8 @@ export class LineChart {
     layout.yaxis.type = log ? "log" : "linear";
     const note = view.logY && !log ? " (linear: values ≤ 0)" : "";
     layout.yaxis.title = { text: `${s.yTitle || ""}${note}`, font: { size: 11 } };
-    if (s.yRange) layout.yaxis.range = s.yRange;
+    const range = s.yRange ?? s.yRangeOf?.(this.store);
+    if (range) layout.yaxis.range = range;
     if (view.x === "time") layout.xaxis.type = "date";
     else {
       layout.xaxis.title = { text: "step", font: { size: 10 }, standoff: 2 };
@@ -153,7 +155,7 @@ export class LineChart {
       layout.yaxis2 = { overlaying: "y", side: "right", showgrid: false, automargin: true, tickmode: "auto",
         title: { text: s.y2Title || "", font: { size: 11 } }, range: s.y2Range };
     }
-    layout.shapes = s.shapes ? s.shapes(view, this.store) : [];
+    layout.shapes = [...(s.shapes ? s.shapes(view, this.store) : []), ...resumeLines(this.store, view)];
     return layout;
   }
 
@@ -220,18 +222,61 @@ export function wholeSteps(axis, steps) {
   if (span < 8) axis.dtick = 1;
 }
 
+/**
+ * A y range for a noisy series that keeps `include` (e.g. a reference line at 1) in view: the 10th to
+ * 90th percentile of the values (a ratio with a near-zero denominator spikes far out, and a short run
+ * has few values; hover still shows every value), padded by 15 %; null when there are no values.
+ */
+export function robustRange(values, include = [], low = 0.1, high = 0.9) {
+  const finite = values.filter((v) => v !== null && Number.isFinite(v)).sort((a, b) => a - b);
+  if (!finite.length) return null;
+  const at = (q) => finite[Math.min(finite.length - 1, Math.max(0, Math.round(q * (finite.length - 1))))];
+  const bottom = Math.min(at(low), ...include);
+  const top = Math.max(at(high), ...include);
+  const pad = 0.15 * (top - bottom || 1);
+  return [bottom - pad, top + pad];
+}
+
 /** True when every non-null value is > 0 (a log axis can show it). */
 export function allPositive(values) {
   return values.every((v) => v === null || v > 0);
 }
 
-/** Vertical dashed lines at `steps` (e.g. alert steps), labelled. */
-export function stepLines(marks, mapX) {
-  return marks.map((m) => ({
-    type: "line", xref: "x", yref: "paper", x0: mapX(m.step), x1: mapX(m.step), y0: 0, y1: 1,
-    line: { color: m.color || "#b00020", width: 1.2, dash: "dot" },
-    label: { text: m.label, textposition: "end", textangle: 0, yanchor: "bottom", font: { size: 10, color: m.color || "#b00020" } },
+/**
+ * Vertical dotted lines at marks [{step, label, color}] (e.g. alert steps), labelled. Marks closer than
+ * `gap` steps share one line and one label ("D3 · D2"), so labels never print over each other.
+ */
+export function stepLines(marks, mapX, gap = 0) {
+  const groups = [];
+  for (const m of [...marks].sort((a, b) => a.step - b.step)) {
+    const last = groups[groups.length - 1];
+    if (last && m.step - last.step <= gap) last.labels.push(m.label);
+    else groups.push({ step: m.step, color: m.color, labels: [m.label] });
+  }
+  return groups.map((g) => ({
+    type: "line", xref: "x", yref: "paper", x0: mapX(g.step), x1: mapX(g.step), y0: 0, y1: 1,
+    line: { color: g.color || "#b00020", width: 1.2, dash: "dot" },
+    label: { text: g.labels.join(" · "), textposition: "end", textangle: 0, yanchor: "bottom",
+      font: { size: 10, color: g.color || "#b00020" } },
   }));
+}
+
+/** Marks closer than this share a label: 4 % of the x range in steps (labels are ~30 px wide). */
+export function labelGap(store) {
+  let first = Infinity;
+  let last = -Infinity;
+  for (const key of store?.keys?.() ?? []) {
+    const { steps } = store.get(key);
+    first = Math.min(first, steps[0]);
+    last = Math.max(last, steps[steps.length - 1]);
+  }
+  return Number.isFinite(first) ? 0.04 * (last - first) : 0;
+}
+
+/** A grey dashed line where a resumed run continues its parent ("resumed"), on every chart. */
+export function resumeLines(store, view) {
+  const marks = (store?.resumes?.() ?? []).map((r) => ({ step: r.step, label: "resumed", color: "#5b6778" }));
+  return stepLines(marks, xMapper(view, store?.timeOf)).map((shape) => ({ ...shape, line: { ...shape.line, dash: "dash" } }));
 }
 
 /** A horizontal reference line (e.g. S_l = 1). */

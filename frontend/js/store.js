@@ -5,6 +5,12 @@ export class SeriesStore {
   constructor() {
     this.series = new Map(); // key → {steps: number[], values: (number|null)[]}
     this.timeOf = null; // step → unix seconds (set from the run's timing), or null
+    this.lineage = []; // [{run_id, name, after_step, until_step}]: the runs whose steps these are
+  }
+
+  /** The resume points of the lineage: [{step, runId}] (a resumed run continues after `step`). */
+  resumes() {
+    return this.lineage.filter((s) => s.after_step !== null).map((s) => ({ step: s.after_step, runId: s.run_id }));
   }
 
   has(key) {

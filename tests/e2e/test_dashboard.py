@@ -72,7 +72,10 @@ def beta_run(service: Service) -> str:
 
 
 def test_bad_config_shows_inline_errors_and_creates_nothing(service: Service, tab: Tab) -> None:
-    before = len(service.api("/runs"))
+    def form_runs() -> int:  # the form preset's runs (the background tiny-dpo run may appear meanwhile)
+        return sum(r["preset"] == "tiny-beta-dpo" for r in service.api("/runs"))
+
+    before = form_runs()
     tab.expected.append("status of 422")  # the refused config itself
     page = tab.page
     page.goto(f"{service.base}/#/new")
@@ -88,7 +91,7 @@ def test_bad_config_shows_inline_errors_and_creates_nothing(service: Service, ta
     assert page.locator("#form-errors").is_visible()
     assert page.evaluate("location.hash") == "#/new"
     tab.shoot("new-run-invalid")
-    assert len(service.api("/runs")) == before
+    assert form_runs() == before
 
 
 def test_launch_watch_reload_and_stop(service: Service, tab: Tab) -> None:
@@ -225,16 +228,35 @@ def test_behind_login_launch_stop_delete_upload_and_group(guarded: str, tab: Tab
         {"prompt": "Sort: 3 1 2", "chosen": "1 2 3", "rejected": "3 2 1"},
         {"prompt": "no rejected here", "chosen": "x"},
     ]
-    upload = tmp_path / "pairs.jsonl"
-    upload.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    small = tmp_path / "small.jsonl"
+    small.write_text("".join(json.dumps(row) + "\n" for row in rows))
     page.goto(f"{guarded}/#/new")
     page.select_option("#preset-select", "tiny-dpo")
-    page.set_input_files("#dataset-upload", str(upload))  # multipart POST: CSRF header too
+    page.set_input_files("#dataset-upload", str(small))  # multipart POST: CSRF header too
     report = page.locator("#dataset-report")
     report.locator("text=2 valid, 1 invalid").wait_for()
     assert "line 3" in report.inner_text()
+    headers = report.locator("th").all_inner_texts()
+    assert headers == ["Line", "Field", "Problem", "Line", "Prompt", "Chosen", "Rejected"]
     assert page.input_value("#f-data-path").endswith(".jsonl")
     assert page.input_value("#f-data-source") == "file"
+    tab.expected.append("status of 422")  # the refused launch below, logged by the browser
+    page.click("#launch")  # 2 valid rows cannot fill tiny-dpo's micro-batch of 8: refused before queueing
+    refusal = page.locator("text=cannot fill one micro-batch of 8 pairs").first
+    refusal.wait_for()
+    tab.shoot("new-run-too-few-rows")
+
+    more = [{"prompt": f"What is {i} + 1?", "chosen": str(i + 1), "rejected": str(i)} for i in range(10)]
+    upload = tmp_path / "pairs.jsonl"
+    upload.write_text("".join(json.dumps(row) + "\n" for row in [*more, rows[2]]))
+    page.set_input_files("#dataset-upload", str(upload))
+    report.locator("text=10 valid, 1 invalid").wait_for()
+    assert "line 11" in report.inner_text()
+    assert page.locator("#form-errors").is_hidden()  # the refusal was about the other file
+    options = page.locator("#dataset-select option").count()
+    page.set_input_files("#dataset-upload", str(upload))  # the same file again: no second dataset
+    page.wait_for_selector("#dataset-reused")
+    assert page.locator("#dataset-select option").count() == options
     tab.shoot("new-run-dataset")
 
     page.fill("#group-name", "e2e-ablations")

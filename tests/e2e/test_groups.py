@@ -146,3 +146,32 @@ def test_launching_a_preset_queues_a_task_that_the_worker_runs(service: Service,
     page.wait_for_function(FIGURE_READY)
     assert "Partial summary" in page.locator("#group-summary").inner_text()
     tab.shoot("group-failed")
+
+
+def test_a_group_that_finishes_while_its_page_is_open_drops_partial_summary(
+    service: Service, tab: Tab, mini_group
+) -> None:
+    """The experiment command stores the summary, then marks the group finished: a page polling in
+    between draws "Partial summary – runs are still going", and must redraw once the group finished
+    (issue 19 item 3). The in-between reply is the stored group with its earlier status."""
+    assert mini_group.wait(timeout=240) == 0
+    group = next(g["id"] for g in service.api("/groups") if g["experiment"] == "mini-ablation")
+    stored = service.api(f"/groups/{group}")
+    assert stored["status"] == "succeeded" and stored["summary"] is not None
+    replies = [json.dumps({**stored, "status": "running"})]  # what a poll read before finish_group
+
+    def in_between_first(route) -> None:
+        if replies:
+            route.fulfill(status=200, content_type="application/json", body=replies.pop())
+        else:
+            route.continue_()
+
+    page = tab.page
+    page.route(f"**/api/groups/{group}", in_between_first)
+    page.goto(f"{service.base}/#/group/{group}")
+    page.wait_for_function(FIGURE_READY)
+    page.wait_for_function("document.querySelector('#group-status')?.textContent === 'succeeded'")
+    page.wait_for_function(
+        "!document.querySelector('#group-summary').innerText.includes('Partial summary')", timeout=5000
+    )
+    assert "Runs are still going" not in page.locator("#group-summary").inner_text()

@@ -42,7 +42,7 @@ def test_the_config_checks_the_form_of_the_entry_point() -> None:
     assert "not of the form" in refused(kind="rule", entry_point="pkg.:fn")
     assert "standard-library module" in refused(kind="rule", entry_point="shutil:rmtree")
     assert "standard-library module" in refused(kind="rule", entry_point="os.path:join")
-    message = refused(kind="openai", base_url="http://127.0.0.1:1/v1", model="m", entry_point=f"{EXAMPLE}:f")
+    message = refused(kind="openai", endpoint="lab", model="m", entry_point=f"{EXAMPLE}:f")
     assert "evaluation.judge.entry_point applies only to kind 'rule'" in message
 
 

@@ -46,7 +46,10 @@ def test_upload_stores_under_a_generated_name_and_reports(client, settings):
         "problems_total": 0,
     }
     assert [d["name"] for d in client.get("/api/datasets").json()] == [body["name"]]
-    run = client.post("/api/runs", json={**TINY, "data": {"source": "file", "path": body["path"]}})
+    two = {"max_steps": 5, "batch_size": 2, "micro_batch_size": 2}  # two rows fill a micro-batch of 2
+    run = client.post(
+        "/api/runs", json={**TINY, "optim": two, "data": {"source": "file", "path": body["path"]}}
+    )
     assert run.status_code == 201  # an uploaded dataset is usable as data.path
 
 
@@ -129,7 +132,9 @@ def test_bad_filenames_are_only_metadata(client, settings):
         ("..\\..\\win.jsonl", "win.jsonl"),
         ("a" * 300 + ".jsonl", None),
     ]:
-        reply = _upload(client, _jsonl(GOOD), raw)
+        reply = _upload(
+            client, _jsonl(GOOD, {**GOOD, "prompt": raw}), raw
+        )  # distinct bytes: not deduplicated
         assert reply.status_code == 201, (raw, reply.text)
         body = reply.json()
         assert len(body["original_name"]) <= 200

@@ -101,6 +101,7 @@ def test_pair_summary_lists_filtered_pairs(client):
             "first_step": 0,
             "last_step": 1,
             "mean_discrepancy": 2.0,  # (1 + 3) / 2
+            "mean_filtered_z": 2.0,  # its filtered occurrence: (1 − M0 0) / σ 0.5
             "prompt": "p-p1",
             "chosen": "good",
             "rejected": "bad",

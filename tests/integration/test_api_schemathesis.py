@@ -1,6 +1,7 @@
 """schemathesis over the OpenAPI document: for generated requests to every operation, no 5xx and every
-documented response matches its schema. The SSE streams never end by design, so they are tested in
-test_api_stream.py instead.
+documented response matches its schema. The SSE streams never end by design, so their cases are
+given ``until_idle_s`` (the stream ends after that idle time) on top of whatever else was generated
+(ids, ``after`` cursors, Last-Event-ID headers).
 
 The app is built when the module is collected (schemathesis' ``from_fixture`` does not work with
 pytest 9), on a SQLite database in a temporary folder that the module fixture removes.
@@ -29,7 +30,9 @@ APP = create_app(
     options=ApiOptions(allowed_hosts=("testserver",), max_upload_bytes=64 * 1024, max_line_bytes=1024),
     frontend_dir=None,
 )
-schema = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(path_regex="stream$")
+BASE = schemathesis.openapi.from_asgi("/openapi.json", APP)
+schema = BASE.exclude(path_regex="stream$")
+streams = BASE.include(path_regex="stream$")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -43,3 +46,10 @@ def _cleanup():
 @hypothesis.settings(max_examples=12, deadline=None, suppress_health_check=list(hypothesis.HealthCheck))
 def test_no_server_error_and_responses_match_the_schema(case):
     case.call_and_validate(checks=[not_a_server_error, response_schema_conformance])
+
+
+@streams.parametrize()
+@hypothesis.settings(max_examples=15, deadline=None, suppress_health_check=list(hypothesis.HealthCheck))
+def test_streams_give_no_server_error(case):
+    case.query = {**(case.query or {}), "until_idle_s": 0.05}
+    case.call_and_validate(checks=[not_a_server_error])

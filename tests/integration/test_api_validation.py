@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -112,7 +113,8 @@ def test_gguf_file_must_be_a_plain_name(client, queue, tmp_path):
 
 def test_dataset_paths_must_lie_under_the_dataset_roots(client, queue, tmp_path):
     (tmp_path / "corpora").mkdir()
-    (tmp_path / "corpora" / "ok.jsonl").write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
+    rows = "".join(f'{{"prompt": "p{i}", "chosen": "a", "rejected": "b"}}\n' for i in range(4))
+    (tmp_path / "corpora" / "ok.jsonl").write_text(rows)  # four rows fill TINY's micro-batch of 4
     (tmp_path / "private.jsonl").write_text("{}\n")
     for path in (str(tmp_path / "private.jsonl"), str(tmp_path / "corpora" / ".." / "private.jsonl")):
         assert _refused(client, queue, {**TINY, "data": {"source": "file", "path": path}}) == ["data.path"]
@@ -128,5 +130,16 @@ def _model_dir(folder, config: dict | None = None, weights: str | None = "model.
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps(config or {"model_type": "gpt_neox"}))
     if weights:
-        (folder / weights).write_bytes(b"\0" * 8)
+        (folder / weights).write_bytes(safetensors_bytes({"w": [2, 2]}))
     return folder
+
+
+def safetensors_bytes(shapes: dict[str, list[int]]) -> bytes:
+    """A float32 safetensors file of zero tensors with ``shapes`` (its header, then the data)."""
+    header, offset = {}, 0
+    for name, shape in shapes.items():
+        size = 4 * math.prod(shape)
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text + b"\0" * offset

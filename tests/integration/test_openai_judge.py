@@ -178,9 +178,9 @@ def test_rate_limit_is_applied_to_real_requests(server: tuple[str, Script]) -> N
 
 def test_from_config_reads_the_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MY_JUDGE_KEY", "sk-env")
-    config = JudgeConfig(
-        kind="openai", base_url="http://127.0.0.1:9/v1/", model="gpt-x", api_key_env="MY_JUDGE_KEY"
-    )
+    endpoint = {"base_url": "http://127.0.0.1:9/v1/", "api_key_env": "MY_JUDGE_KEY", "models": ["gpt-x"]}
+    monkeypatch.setenv("ALIGNSCOPE_JUDGE_ENDPOINTS", json.dumps({"lab": endpoint}))
+    config = JudgeConfig(kind="openai", endpoint="lab", model="gpt-x")
     judge = OpenAIJudge.from_config(config)
     assert judge.url == "http://127.0.0.1:9/v1/chat/completions"
     assert judge.client.headers["Authorization"] == "Bearer sk-env"
@@ -193,3 +193,13 @@ def test_parsing_and_combining() -> None:
     assert parse_choice("I cannot decide") is None
     assert combine("A", "B") == "a" and combine("B", "A") == "b"
     assert combine("A", "A") == "tie" and combine(None, "B") == "tie"
+
+
+def test_from_config_refuses_what_the_worker_was_not_configured_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker re-checks the endpoint and model against its own settings (issue 16.1)."""
+    endpoints = {"lab": {"base_url": "http://x/v1", "models": ["a"]}}
+    monkeypatch.setenv("ALIGNSCOPE_JUDGE_ENDPOINTS", json.dumps(endpoints))
+    with pytest.raises(ValueError, match=r"evaluation\.judge\.endpoint: 'other' is not configured"):
+        OpenAIJudge.from_config(JudgeConfig(kind="openai", endpoint="other", model="a"))
+    with pytest.raises(ValueError, match=r"evaluation\.judge\.model: 'b' is not offered by 'lab'"):
+        OpenAIJudge.from_config(JudgeConfig(kind="openai", endpoint="lab", model="b"))

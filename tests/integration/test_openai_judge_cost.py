@@ -7,6 +7,7 @@ completion tokens; each judged prompt costs two requests (both orders).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -26,11 +27,18 @@ PRICES = [
 ]
 
 
-def test_cost_from_the_configs_prices(server: tuple[str, Script]) -> None:
-    url, _ = server
+@pytest.fixture
+def endpoint(server: tuple[str, Script], monkeypatch: pytest.MonkeyPatch) -> str:
+    """The fake server configured as the operator's judge endpoint 'fake' (issue 16.1)."""
+    endpoints = {"fake": {"base_url": server[0], "models": ["*"]}}
+    monkeypatch.setenv("ALIGNSCOPE_JUDGE_ENDPOINTS", json.dumps(endpoints))
+    return "fake"
+
+
+def test_cost_from_the_configs_prices(endpoint: str) -> None:
     config = JudgeConfig(
         kind="openai",
-        base_url=url,
+        endpoint=endpoint,
         model="judge-model",
         requests_per_minute=100_000,
         usd_per_million_input_tokens=2.5,
@@ -49,10 +57,9 @@ def test_cost_from_the_configs_prices(server: tuple[str, Script]) -> None:
     )
 
 
-def test_unpriced_judge_counts_tokens_at_zero_cost(server: tuple[str, Script]) -> None:
-    url, _ = server
+def test_unpriced_judge_counts_tokens_at_zero_cost(endpoint: str) -> None:
     judge = OpenAIJudge.from_config(
-        JudgeConfig(kind="openai", base_url=url, model="m", requests_per_minute=100_000)
+        JudgeConfig(kind="openai", endpoint=endpoint, model="m", requests_per_minute=100_000)
     )
     judge.compare(["q"], ["good"], ["bad"])
     assert (judge.usage.prompt_tokens, judge.usage.completion_tokens, judge.usage.cost) == (200, 14, 0.0)
@@ -60,15 +67,14 @@ def test_unpriced_judge_counts_tokens_at_zero_cost(server: tuple[str, Script]) -
 
 def test_prices_are_bounded_and_belong_to_openai() -> None:
     with pytest.raises(ValueError, match="greater than or equal to 0"):
-        JudgeConfig(kind="openai", base_url="http://x/v1", model="m", usd_per_million_input_tokens=-1)
+        JudgeConfig(kind="openai", endpoint="x", model="m", usd_per_million_input_tokens=-1)
     with pytest.raises(ValueError, match="less than or equal to 10000"):
-        JudgeConfig(kind="openai", base_url="http://x/v1", model="m", usd_per_million_output_tokens=1e5)
+        JudgeConfig(kind="openai", endpoint="x", model="m", usd_per_million_output_tokens=1e5)
     with pytest.raises(ValueError, match="apply only to kind 'openai'"):
         JudgeConfig(kind="rule", usd_per_million_input_tokens=1.0)
 
 
-def test_running_cost_is_a_metric_and_survives_a_resume(server: tuple[str, Script], tmp_path: Path) -> None:
-    url, _ = server
+def test_running_cost_is_a_metric_and_survives_a_resume(endpoint: str, tmp_path: Path) -> None:
     overrides = [
         "model.tiny.hidden_size=32",
         "model.tiny.intermediate_size=64",
@@ -83,7 +89,7 @@ def test_running_cost_is_a_metric_and_survives_a_resume(server: tuple[str, Scrip
         "evaluation.max_new_tokens=4",
         "evaluation.temperatures=[0.0]",
         "evaluation.judge.kind=openai",
-        f"evaluation.judge.base_url={url}",
+        f"evaluation.judge.endpoint={endpoint}",
         "evaluation.judge.model=judge-model",
         "evaluation.judge.requests_per_minute=100000",
         *PRICES,

@@ -8,7 +8,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import OperationalError
 
 from backend.storage import db
-from backend.storage.db import schema_differences
+from backend.storage.db import head_revision, schema_differences
 from backend.storage.tables import metadata
 
 
@@ -46,7 +46,7 @@ def test_init_db_is_idempotent_and_migrations_match_the_tables(url):
     db.init_db(url).dispose()
     engine = db.init_db(url)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0008"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head_revision()
         assert schema_differences(conn) == []
         counters = dict(conn.execute(text("SELECT name, value FROM stream_counters")).all())
     assert counters == {"metric_points": 0, "pair_records": 0}

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from backend.storage import db, metrics, rollups, runs
-from backend.storage.db import schema_differences
+from backend.storage.db import head_revision, schema_differences
 from backend.storage.tables import metric_rollups
 from contracts.events import MetricPoint
 from tests.unit.test_storage_rollups import brute_force, stored_rollups
@@ -117,5 +117,5 @@ def test_upgrade_from_an_empty_store(tmp_path, revision):
     with engine.begin() as conn:
         assert schema_differences(conn) == []
         assert _foreign_keys(conn) == [] and _without_rowid(conn)
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0008"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head_revision()
     engine.dispose()

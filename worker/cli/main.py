@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from worker.cli import experiment_command, rm_command, service_commands, store_commands, train_command
+from worker.cli import (
+    experiment_command,
+    rm_command,
+    service_commands,
+    store_commands,
+    sync_command,
+    train_command,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,7 +21,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="alignscope", description="Alignment diagnostics for DPO and β-DPO."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    for module in (train_command, store_commands, rm_command, experiment_command, service_commands):
+    commands_modules = (
+        train_command,
+        store_commands,
+        rm_command,
+        experiment_command,
+        service_commands,
+        sync_command,
+    )
+    for module in commands_modules:
         module.register(commands)
     return parser
 

@@ -8,9 +8,8 @@ import time
 
 from backend.config_files import list_presets
 from backend.settings import get_settings
-from backend.storage import exports, runs
+from backend.storage import exports, lineage, runs
 from backend.storage.db import init_db
-from contracts.metric_keys import PAIR_COLUMNS
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -53,13 +52,14 @@ def export_run(args: argparse.Namespace) -> int:
         if runs.get_run(conn, args.run_id) is None:
             print(f"export: no run with id '{args.run_id}' (see `alignscope runs`)", file=sys.stderr)
             return 2
+        chain = lineage.segments(conn, args.run_id)  # a resumed run: its parent's rows up to the resume too
         if args.metrics:
-            count = exports.write_export(
-                exports.metric_rows(conn, args.run_id), exports.METRIC_COLUMNS, args.metrics
-            )
+            rows = exports.lineage_metric_rows(conn, chain)
+            count = exports.write_export(rows, exports.METRIC_COLUMNS, args.metrics)
             print(f"{count} metric rows → {args.metrics}", file=sys.stderr)
         if args.pairs:
-            count = exports.write_export(exports.pair_rows(conn, args.run_id), PAIR_COLUMNS, args.pairs)
+            rows = exports.lineage_pair_rows(conn, chain)
+            count = exports.write_export(rows, exports.PAIR_EXPORT_COLUMNS, args.pairs)
             print(f"{count} pair rows → {args.pairs}", file=sys.stderr)
     return 0
 

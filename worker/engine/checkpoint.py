@@ -59,7 +59,8 @@ def save_checkpoint(folder: Path, tensors: dict[str, Tensor], state: dict[str, A
     tensors: the weights to keep by state-dict name (the policy's, or its adapters)."""
     tmp = _fresh_tmp(folder)
     tensors = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
-    save_file(_dedupe_shared(tensors), tmp / MODEL_FILE)
+    # the step in the header's metadata lets the API read a checkpoint's step without torch
+    save_file(_dedupe_shared(tensors), tmp / MODEL_FILE, metadata={"step": str(state.get("step", ""))})
     torch.save({**state, "rng": rng_state()}, tmp / STATE_FILE)
     return _swap_in(tmp, folder)
 

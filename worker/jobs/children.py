@@ -6,6 +6,7 @@ experiment groups (Airflow's one ``WatchedSubprocess`` for every child)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -138,3 +139,18 @@ def watch_parent(
     thread = threading.Thread(target=watch, name=f"parent-watch-{pid}", daemon=True)
     thread.start()
     return thread
+
+
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b(: .*)?$")
+
+
+def last_error_line(output: str) -> str | None:
+    """Why a child ended, for the error users see: the last ``SomethingError: message`` line of its
+    output (a Python exception's summary, without the traceback above it, whose frames name server
+    paths), else its last line that is not part of a traceback; None for no output. The whole output
+    stays in the child's log."""
+    lines = [line.rstrip() for line in output.splitlines() if line.strip()]
+    found = [line for line in lines if EXCEPTION_LINE.match(line)]
+    plain = [line for line in lines if not line.startswith((" ", "\t", "Traceback"))]
+    chosen = found or plain
+    return chosen[-1][:500] if chosen else None

@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 
 from backend.storage import experiment_groups
 from backend.storage.experiment_groups import GroupRow
-from worker.jobs.children import Child
+from worker.jobs.children import Child, last_error_line
 
 log = logging.getLogger(__name__)
 GRACE_S = 60.0
@@ -70,10 +70,13 @@ def supervise_group(
         child.forget()
     if code == 0:
         return "succeeded"
+    tail = child.tail()
+    log.error("group %s: the experiment ended with %d; the end of its log:\n%s", group, code, tail)
+    cause = f" ({found})" if (found := last_error_line(tail)) else ""
     if code < 0:
         kept = f"runs finished so far are kept (summarize them: alignscope experiment --summarize {group})"
-        return _fail(engine, group, f"the experiment was killed by signal {-code}; {kept}:\n{child.tail()}")
-    return _fail(engine, group, f"the experiment exited with status {code}:\n{child.tail()}")
+        return _fail(engine, group, f"the experiment was killed by signal {-code}{cause}; {kept}")
+    return _fail(engine, group, f"the experiment exited with status {code}{cause}; its log has the details")
 
 
 def _wait(child: Child, shutdown: threading.Event, abort: threading.Event, poll_s: float) -> int:

@@ -53,7 +53,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from backend.storage import runs
 from contracts.config import RunConfig
-from worker.jobs.children import Child
+from contracts.logs import attempt_log_path
+from worker.jobs.children import Child, last_error_line
 from worker.jobs.enqueue import TaskEnqueuer
 
 log = logging.getLogger(__name__)
@@ -84,8 +85,8 @@ def checkpoint_dir(data_dir: Path, run_id: str) -> Path:
 
 
 def log_path(data_dir: Path, run_id: str, attempt: int) -> Path:
-    """Where the trainer's stdout and stderr of one attempt are written."""
-    return data_dir / "logs" / run_id / f"attempt-{attempt}.log"
+    """Where the trainer's stdout and stderr of one attempt are written (the API serves it)."""
+    return attempt_log_path(data_dir, run_id, attempt)
 
 
 def trainer_argv(run_id: str, attempt: int, num_processes: int) -> list[str]:
@@ -279,7 +280,11 @@ def _outcome(
     if _retry(lambda: _requeue(engine, run_id, attempt, f"the trainer {how}", max_attempts)):
         log.warning("run %s attempt %d: trainer %s; re-queued from its checkpoint", run_id, attempt, how)
         return "requeued"
-    return _fail(engine, run_id, attempt, f"the trainer {how} without recording an outcome\n{trainer.tail()}")
+    tail = trainer.tail()
+    log.error("run %s attempt %d: the trainer %s; the end of its log:\n%s", run_id, attempt, how, tail)
+    cause = last_error_line(tail)
+    error = f"the trainer {how} without recording an outcome" + (f" ({cause})" if cause else "")
+    return _fail(engine, run_id, attempt, f"{error}; the attempt's log has the details")
 
 
 def _requeue(engine: Engine, run_id: str, attempt: int, cause: str, max_attempts: int) -> bool:

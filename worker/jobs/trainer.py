@@ -32,6 +32,7 @@ from backend.storage import runs
 from backend.storage.db import make_engine
 from backend.storage.fencing import StaleAttempt
 from contracts.config import RunConfig
+from contracts.deployment import Allowed, ConfigRefused, refusals
 from worker.engine.checkpoint import has_checkpoint
 from worker.engine.loop import RunSummary, train
 from worker.engine.sinks import ConsoleSink, TeeSink
@@ -69,11 +70,14 @@ def execute(
     attempt: int,
     console: bool = False,
     shutdown: Callable[[], bool] = lambda: False,
+    allowed: Allowed | None = None,
 ) -> RunSummary:
     """Trains the claimed run ``run_id`` at ``attempt`` and records its outcome in the store.
 
     console: progress bar, and Ctrl-C stops the run (a user stop). shutdown: true once this process
-    was asked to end (``ShutdownSignals``); the loop then checkpoints and the run is released."""
+    was asked to end (``ShutdownSignals``); the loop then checkpoints and the run is released.
+    allowed: what this worker's deployment lets a run reach (contracts.deployment); a config that
+    reaches beyond it fails before anything is read (None: the operator's own CLI run)."""
     with engine.begin() as conn:
         row = runs.get_run(conn, run_id)
     if row is None:
@@ -91,6 +95,8 @@ def execute(
     if resuming:
         print(f"run {run_id} attempt {attempt}: resuming from the checkpoint in {folder}", file=sys.stderr)
     try:
+        if allowed is not None and (found := refusals(config, allowed)):
+            raise ConfigRefused(found)
         if row.checkpoint_path and not resuming:
             raise CheckpointNotShared(
                 f"run {run_id} resumes from a checkpoint ({row.checkpoint_path}) but {folder} holds none: "
@@ -104,10 +110,9 @@ def execute(
         )
     except StaleAttempt:
         raise
-    except Exception as exc:  # the run failed: record why, keep its metrics
-        summary = RunSummary(
-            "failed", 0, error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
-        )
+    except Exception as exc:  # the run failed: record why (the message), keep its metrics
+        traceback.print_exc(file=sys.stderr)  # the traceback goes to the attempt's log, not to users
+        summary = RunSummary("failed", 0, error=error_message(exc))
     finally:
         if bar:
             bar.close()
@@ -116,6 +121,13 @@ def execute(
     db_sink.close()
     _record(engine, run_id, attempt, summary, release=not console and shutdown())
     return summary
+
+
+def error_message(exc: BaseException, limit: int = 2000) -> str:
+    """What a user sees of a failure: the exception's type and message, without the traceback (its
+    frames name server paths; it stays in the worker's log of the attempt)."""
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 def _record(engine: Engine, run_id: str, attempt: int, summary: RunSummary, release: bool) -> None:
@@ -203,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     watch_supervisor(shutdown)
     engine = make_engine(get_settings().database_url)
     try:
-        summary = execute(engine, run_id, attempt, shutdown=shutdown)
+        summary = execute(engine, run_id, attempt, shutdown=shutdown, allowed=get_settings().allowed())
     finally:
         engine.dispose()
     return 0 if summary.status != "failed" else 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from backend.api import catalog, uploads
@@ -32,15 +32,20 @@ UPLOAD_BODY = {
     "/datasets",
     status_code=201,
     openapi_extra=UPLOAD_BODY,
-    responses={413: {"model": ErrorOut, "description": "file or line too large"}, 422: {"model": ErrorOut}},
+    responses={
+        200: {"model": DatasetOut, "description": "the same file was already stored: that dataset"},
+        413: {"model": ErrorOut, "description": "file, line, rows or decompressed size too large"},
+        422: {"model": ErrorOut},
+    },
 )
-async def upload_dataset(request: Request, ctx: Ctx) -> DatasetOut:
-    """Store the multipart ``file`` (.jsonl, .json, their .gz, .parquet) and validate every row."""
-    caps = ctx.options
-    received = await uploads.receive(
-        request, ctx.datasets_dir, caps.max_upload_bytes, caps.max_line_bytes, caps.max_decompressed_bytes
-    )
-    return await run_in_threadpool(catalog.register, received)
+async def upload_dataset(request: Request, response: Response, ctx: Ctx) -> DatasetOut:
+    """Store the multipart ``file`` (.jsonl, .json, their .gz, .parquet) after validating every row;
+    the same file again returns the stored dataset (200, ``reused``) instead of a second copy."""
+    received = await uploads.receive(request, ctx.datasets_dir, ctx.options.upload_caps())
+    dataset = await run_in_threadpool(catalog.register, received, ctx.options.read_budget())
+    if dataset.reused:
+        response.status_code = 200
+    return dataset
 
 
 @router.get("/datasets")
@@ -51,4 +56,5 @@ def list_datasets(ctx: Ctx) -> list[DatasetOut]:
 @router.get("/datasets/{name}/preview", responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}})
 def preview_dataset(name: str, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=200)] = 20) -> PreviewOut:
     """The first ``limit`` valid rows and the validation report of the first records (line numbers)."""
-    return catalog.preview(ctx.datasets_dir, name, limit, ctx.options.preview_scan_rows)
+    options = ctx.options
+    return catalog.preview(ctx.datasets_dir, name, limit, options.read_budget(), options.preview_scan_rows)

@@ -20,6 +20,7 @@ from backend.experiment_spec import (
     list_experiments,
     load_experiment,
     run_count,
+    step_counts,
     wants_gpu,
 )
 from backend.queue import experiment_queue
@@ -42,6 +43,8 @@ class ExperimentOut(Out):
     kind: str
     runs: int
     quick_runs: int
+    steps: list[int] = Field(default_factory=list, description="the runs' optim.max_steps (distinct)")
+    quick_steps: list[int] = Field(default_factory=list, description="the same with --quick")
     seeds: list[int]
     citation: str
 
@@ -106,11 +109,13 @@ def list_presets() -> list[ExperimentOut]:
         try:
             spec = load_experiment(name)
             counts = run_count(spec, False), run_count(spec, True)
+            steps = step_counts(spec, False), step_counts(spec, True)
         except ConfigError:
             continue
         found.append(ExperimentOut(
             name=name, title=spec.title, description=spec.description.strip(), runtime_note=spec.runtime_note,
-            kind=spec.summary, runs=counts[0], quick_runs=counts[1], seeds=spec.seeds,
+            kind=spec.summary, runs=counts[0], quick_runs=counts[1], steps=steps[0], quick_steps=steps[1],
+            seeds=spec.seeds,
             citation=spec.paper.get("citation", ""),
         ))  # fmt: skip
     return found

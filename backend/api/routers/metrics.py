@@ -10,8 +10,8 @@ from starlette.background import BackgroundTask
 
 from backend.api.deps import Ctx, ReadConn, Run
 from backend.api.models import ErrorOut, MetricsOut
-from backend.api.queries import ExportFormat, ExportWhat, export_file, metrics_of
-from backend.storage import metrics
+from backend.api.queries import ExportFormat, ExportWhat, export_file, keys_of, metrics_of
+from backend.storage import lineage, metrics
 
 router = APIRouter(prefix="/api", tags=["metrics"])
 NOT_FOUND = {404: {"model": ErrorOut, "description": "no such run"}}
@@ -23,7 +23,8 @@ MaxPoints = Annotated[int, Query(ge=metrics.MIN_POINTS, le=100_000)]
 
 @router.get("/runs/{run_id}/keys", responses=NOT_FOUND)
 def list_keys(run: Run, conn: ReadConn) -> list[str]:
-    return metrics.keys(conn, run.id)
+    """The metric keys of the run's lineage (a resumed run: its parent's too)."""
+    return keys_of(conn, lineage.segments(conn, run.id))
 
 
 @router.get("/runs/{run_id}/metrics", responses=NOT_FOUND)

@@ -42,13 +42,18 @@ async def create_run_from_yaml(request: Request, ctx: Ctx) -> RunOut:
         body += chunk
         if len(body) > MAX_CONFIG_BYTES:
             raise TooLarge(f"a config is at most {MAX_CONFIG_BYTES} bytes")
-    data = parse_yaml(body.decode("utf-8", errors="replace"), "body")
-    try:
-        config = RunConfig.model_validate(data)
-    except ValidationError as exc:
-        raise config_invalid(exc) from exc
+    config = await run_in_threadpool(_yaml_config, body)
     rows = await run_in_threadpool(launch.launch, ctx, [config])
     return RunOut.of(rows[0])
+
+
+def _yaml_config(body: bytes) -> RunConfig:
+    """Parse (within the YAML budgets) and validate, off the event loop."""
+    data = parse_yaml(body.decode("utf-8", errors="replace"), "body")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise config_invalid(exc) from exc
 
 
 @router.post("/groups", status_code=201)

@@ -2,7 +2,7 @@
 // /api/compare request per metric, in parallel) and each chart is drawn as soon as its data is in.
 
 import { api } from "../api.js";
-import { allPositive, baseLayout, draw, GL_THRESHOLD, smooth } from "../charts.js";
+import { allPositive, baseLayout, draw, GL_THRESHOLD, smooth, stepLines } from "../charts.js";
 import { h, replace, stateBox } from "../dom.js";
 import { label } from "../keys.js";
 
@@ -11,6 +11,7 @@ export class Multiples {
   constructor(node, runs, keys, labels, colors, view) {
     Object.assign(this, { node, runs, keys, labels, colors, view });
     this.series = Object.fromEntries(runs.map((r) => [r.id, {}]));
+    this.resumes = new Map(); // run id → resume steps of its lineage (a resumed run shows its parent's steps too)
     this.charts = new Map(keys.map((k) => [k, h("div", { class: "chart", dataset: { key: k } }, stateBox("loading", label(k)))]));
     replace(node, keys.map((k) => h("section", { class: "panel" }, this.charts.get(k))));
   }
@@ -20,6 +21,9 @@ export class Multiples {
     await Promise.all(replies.map(async (reply, i) => {
       const data = await reply.catch(() => ({ series: {} }));
       for (const r of this.runs) this.series[r.id][this.keys[i]] = data.series[r.id]?.[this.keys[i]];
+      for (const [id, chain] of Object.entries(data.lineage || {})) {
+        this.resumes.set(id, chain.filter((s) => s.after_step !== null).map((s) => s.after_step));
+      }
       await this.drawKey(this.keys[i]);
     }));
     this.finish();
@@ -46,7 +50,11 @@ export class Multiples {
     }
     node.replaceChildren();
     const traces = runs.map((r) => trace(this.series[r.id][key], this.labels.get(r.id), this.colors.get(r.id), this.view));
-    await draw(node, traces, layout(key, runs.map((r) => this.series[r.id][key]), this.view));
+    const marks = runs.flatMap((r) => (this.resumes.get(r.id) || [])
+      .map((step) => ({ step, label: `resumed (${this.labels.get(r.id)})`, color: this.colors.get(r.id) })));
+    const result = layout(key, runs.map((r) => this.series[r.id][key]), this.view);
+    result.shapes = stepLines(marks, (step) => step).map((shape) => ({ ...shape, line: { ...shape.line, dash: "dash" } }));
+    await draw(node, traces, result);
   }
 }
 

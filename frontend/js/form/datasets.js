@@ -45,6 +45,10 @@ export function datasetPicker(input, onPick) {
       const dataset = await api.upload(chosen);
       await refresh(dataset.name);
       await pick(dataset);
+      if (dataset.reused) {
+        report.prepend(h("div", { class: "muted", id: "dataset-reused" },
+          `This file was already uploaded (as ${dataset.original_name}); that dataset is selected, no copy was added.`));
+      }
     } catch (error) {
       replace(report, h("div", { class: "field-error", role: "alert" }, `Upload refused: ${message(error)}`));
     }
@@ -57,17 +61,28 @@ export function datasetPicker(input, onPick) {
 
 function reportView(dataset, preview) {
   const r = preview.report;
+  const whole = dataset.report ?? r; // the upload's report covers every row; the preview's the first ones
   return h("div", {},
-    h("div", {}, h("strong", {}, dataset.original_name), ` · ${r.detected_format} · ${r.rows} rows read, `,
-      h("span", { class: r.invalid ? "field-error" : "" }, `${r.valid} valid, ${r.invalid} invalid`)),
-    r.problems.length ? h("table", {}, h("tbody", {}, r.problems.slice(0, 8).map((p) =>
-      h("tr", {}, h("td", {}, `line ${p.line}`), h("td", {}, p.field), h("td", {}, p.message)))),
-    r.problems_total > 8 ? h("tr", {}, h("td", { colspan: 3, class: "muted" }, `… ${r.problems_total - 8} more`)) : null) : null,
-    preview.rows.length ? h("table", {}, h("tbody", {}, preview.rows.slice(0, 3).map((row) =>
-      h("tr", {}, h("td", {}, `line ${row.line}`), h("td", {}, clip(row.prompt)), h("td", {}, clip(row.chosen)), h("td", {}, clip(row.rejected)))))) : null);
+    h("div", {}, h("strong", {}, dataset.original_name), ` · ${whole.detected_format} · ${whole.rows} rows read, `,
+      h("span", { class: whole.invalid ? "field-error" : "" }, `${whole.valid} valid, ${whole.invalid} invalid`)),
+    h("div", { class: "muted", id: "dataset-valid-rows" },
+      `${whole.valid} valid rows will train (less the held-out share); a launch needs at least optim.micro_batch_size of them.`),
+    r.problems.length ? h("table", { class: "problems" },
+      head("Line", "Field", "Problem"),
+      h("tbody", {}, r.problems.slice(0, 8).map((p) =>
+        h("tr", {}, h("td", {}, `line ${p.line}`), h("td", {}, p.field), h("td", {}, p.message))),
+      r.problems_total > 8 ? h("tr", {}, h("td", { colspan: 3, class: "muted" }, `… ${r.problems_total - 8} more`)) : null)) : null,
+    preview.rows.length ? h("table", { class: "preview" },
+      head("Line", "Prompt", "Chosen", "Rejected"),
+      h("tbody", {}, preview.rows.slice(0, 3).map((row) =>
+        h("tr", {}, h("td", {}, `line ${row.line}`), h("td", {}, clip(row.prompt)), h("td", {}, clip(row.chosen)), h("td", {}, clip(row.rejected)))))) : null);
+}
+
+function head(...names) {
+  return h("thead", {}, h("tr", {}, names.map((name) => h("th", { scope: "col" }, name))));
 }
 
 function clip(text) {
-  const s = String(text ?? "");
+  const s = typeof text === "string" ? text : JSON.stringify(text ?? "");
   return s.length > 80 ? `${s.slice(0, 79)}…` : s;
 }

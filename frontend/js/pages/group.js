@@ -9,6 +9,7 @@ import { h, replace, stateBox } from "../dom.js";
 import { ACTIVE } from "../format.js";
 import { drawFigure } from "../group/figure.js";
 import { groupHeader, runList, runsDone } from "../group/runs.js";
+import { quickCaveat } from "../group/caveat.js";
 import { summaryTable, verdictList } from "../group/summary.js";
 
 const POLL_MS = 2000;
@@ -20,13 +21,19 @@ export async function mount(root, { id }) {
   return () => page.stop();
 }
 
+/** A drawn summary is stale when the summary or the group's status changed (a summary stored while the
+ * group still ran says "Partial summary"; the same summary of a finished group must not). */
+function summaryState(group) {
+  return `${group.summary.created_at}|${group.status}`;
+}
+
 class GroupPage {
   constructor(root, groupId) {
     this.root = root;
     this.groupId = groupId;
     this.timer = null;
     this.stopped = false;
-    this.shownSummary = null; // created_at of the summary drawn, so polling never redraws it
+    this.shownSummary = null; // what the drawn summary showed (see summaryState), so polling redraws only on change
     this.header = h("div", { class: "card group-head", id: "group-header" });
     this.summary = h("section", { id: "group-summary" });
     this.runs = h("div", { id: "group-runs-body" });
@@ -63,7 +70,7 @@ class GroupPage {
     this.about.textContent = group.summary?.description || "";
     this.aboutCard.hidden = !this.about.textContent;
     if (group.summary) {
-      if (this.shownSummary !== group.summary.created_at) await this.drawSummary(group.summary, group);
+      if (this.shownSummary !== summaryState(group)) await this.drawSummary(group.summary, group);
       return;
     }
     this.shownSummary = null;
@@ -77,21 +84,30 @@ class GroupPage {
   }
 
   async drawSummary(summary, group) {
-    this.shownSummary = summary.created_at;
+    this.shownSummary = summaryState(group);
     const figure = h("div", { class: "chart group-figure", id: "group-figure" });
     const partial = ACTIVE.has(group.status) || summary.not_succeeded.length
       ? h("p", { class: "alert" }, h("strong", {}, "Partial summary"),
         summary.not_succeeded.length ? `Runs not succeeded: ${summary.not_succeeded.join(", ")}.` : "Runs are still going.")
       : null;
+    const experiment = group.quick ? await this.experiment(group.experiment) : null;
+    const caveat = quickCaveat(group, summary, experiment);
     replace(this.summary,
       h("div", { class: "card" }, h("h2", {}, "Ours next to the paper"), partial,
-        summaryTable(summary), h("h3", {}, "Verdicts"), verdictList(summary)),
+        summaryTable(summary), h("h3", {}, "Verdicts"), verdictList(summary),
+        caveat ? h("p", { class: "alert", id: "quick-caveat" }, h("strong", {}, "Quick run"), caveat) : null),
       h("div", { class: "card" }, figure));
     try {
       await drawFigure(figure, summary.figure);
     } catch (error) {
       replace(figure, stateBox("error", `Could not draw the figure: ${message(error)}`));
     }
+  }
+
+  /** The experiment preset (its step counts), or null when it is not a preset any more. */
+  async experiment(name) {
+    const presets = await request("GET", "/experiments").catch(() => []);
+    return presets.find((p) => p.name === name) ?? null;
   }
 
   stop() {

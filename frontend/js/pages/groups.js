@@ -5,6 +5,7 @@
 import { message, request } from "../api.js";
 import { h, replace, stateBox } from "../dom.js";
 import { ACTIVE, when } from "../format.js";
+import { stepsText } from "../group/caveat.js";
 import { runsDone } from "../group/runs.js";
 
 const POLL_MS = 3000;
@@ -62,7 +63,8 @@ function presetCard(preset) {
   } }, "Launch");
   return h("article", { class: "card preset", dataset: { preset: preset.name } },
     h("h3", {}, preset.title),
-    h("p", { class: "small muted" }, h("code", {}, preset.name), ` · ${preset.runs} runs (quick: ${preset.quick_runs})`),
+    h("p", { class: "small muted", dataset: { steps: preset.steps.join(",") } }, h("code", {}, preset.name),
+      ` · ${preset.runs} runs of ${stepsText(preset.steps)} (quick: ${preset.quick_runs} of ${stepsText(preset.quick_steps)})`),
     h("p", { class: "small description", title: preset.description }, preset.description),
     preset.runtime_note ? h("p", { class: "small muted" }, `Runtime: ${preset.runtime_note}`) : null,
     preset.citation ? h("p", { class: "small muted" }, `Compared with: ${preset.citation}`) : null,

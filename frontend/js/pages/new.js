@@ -26,6 +26,8 @@ class NewRunPage {
     this.parent = parent;
     this.form = new SchemaForm(schema, { "data.path": (input) => datasetPicker(input, () => {
       this.form.fields.get("data.source").input.value = "file";
+      this.form.clearErrors(); // a refusal of the previous dataset no longer applies
+      this.summary.hidden = true;
     }) });
     this.summary = h("div", { class: "errors-summary", role: "alert", id: "form-errors", hidden: true });
     this.note = h("div", { class: "small muted", role: "status", id: "launch-note" });

@@ -39,6 +39,10 @@ export async function mount(root, { id, params }) {
       h("h1", {}, "Outlier inspector"),
       h("a", { href: `#/run/${id}` }, `← ${run.name}`),
       h("span", { class: "muted small" }, `M0 now ${num(m0, 3)} (u-units) · β-guided filtering keeps pairs near M0`)),
+    h("p", { class: "muted small", id: "random-note" }, "Filtering is random: in each micro-batch it keeps ⌊N·ρ⌋ pairs "
+      + "drawn without replacement by weight exp(−(M−M0)²/2σ²), so a pair can be dropped while one with a lower weight "
+      + "is kept. “keep chance” is the probability that a pair was kept, given its micro-batch (estimated from 4,000 draws). "
+      + "High / low side is judged against the M0 of the step the pair was filtered in."),
     h("div", { class: "controls card" },
       h("div", { class: "tabs" }, tab("pairs", "Filtered pairs"), tab("records", "Filtered occurrences"), tab("step", "One step")),
       h("label", {}, "step", stepInput),
@@ -51,7 +55,7 @@ export async function mount(root, { id, params }) {
     if (state.tab === "step" && Number.isInteger(state.step)) await stepView(body, id, state.step);
     else if (state.tab === "step") replace(body, stateBox("empty", "Enter a step, or click a step on any chart of the run page."));
     else if (state.tab === "records") await recordsView(body, id, state);
-    else await summaryView(body, id, state, m0, run);
+    else await summaryView(body, id, state, run);
   } catch (error) {
     replace(body, stateBox("error", `Could not load pairs: ${message(error)}`));
   }
@@ -74,6 +78,7 @@ export function pairCard(pair, facts, kept = null) {
   return h("article", { class: "pair", dataset: { pairId: pair.pair_id } },
     h("div", { class: "pair-head" },
       kept === null ? null : h("span", { class: `badge ${kept ? "kept" : "filtered"}` }, kept ? "kept" : "filtered"),
+      keepChance(pair),
       facts.map(([name, value]) => h("span", {}, h("span", { class: "muted" }, `${name} `), h("strong", {}, value))),
       h("span", { class: "muted mono" }, pair.pair_id)),
     h("div", { class: "pair-texts" },
@@ -82,9 +87,23 @@ export function pairCard(pair, facts, kept = null) {
       h("div", { class: "rejected" }, h("h4", {}, "rejected"), h("pre", {}, pair.rejected ?? "—"))));
 }
 
-async function summaryView(body, id, state, m0, run) {
+/** "keep chance 62 %" next to a record's kept/filtered badge (null for a pair summary). */
+function keepChance(pair) {
+  if (pair.keep_probability === null || pair.keep_probability === undefined) return null;
+  return h("span", { class: "keep-chance", title: "probability that filtering kept this pair, given its micro-batch" },
+    h("span", { class: "muted" }, "keep chance "), h("strong", {}, `${Math.round(100 * pair.keep_probability)} %`));
+}
+
+/** A filtered pair's side: the sign of its mean z over the times it was filtered, each z against the M0
+ * and σ of that step (not today's M0). */
+function sideOf(r) {
+  if (r.mean_filtered_z === null || r.mean_filtered_z === undefined) return "all";
+  return r.mean_filtered_z > 0 ? "high" : "low";
+}
+
+async function summaryView(body, id, state, run) {
   const rows = await api.pairSummary(id, { kept: false, limit: 200 });
-  const side = (r) => (m0 === null || r.mean_discrepancy === null ? "all" : r.mean_discrepancy > m0 ? "high" : "low");
+  const side = sideOf;
   const shown = rows.filter((r) => state.side === "all" || side(r) === state.side);
   if (!shown.length) {
     const filtering = run.config?.beta_dpo?.enabled && run.config?.beta_dpo?.filtering;
@@ -96,6 +115,7 @@ async function summaryView(body, id, state, m0, run) {
     ["filtered", `${r.times_filtered} of ${r.times_seen}`],
     ["mean M", num(r.mean_discrepancy, 4)],
     ["side", side(r) === "high" ? "high" : side(r) === "low" ? "low / negative" : "—"],
+    ["mean z when filtered", num(r.mean_filtered_z, 3)],
     ["steps", `${r.first_step}–${r.last_step}`],
   ]);
   const list = h("div", { id: "summary" }, shown.slice(0, PAGE).map(card));
@@ -107,7 +127,8 @@ async function summaryView(body, id, state, m0, run) {
   } }, "Show more");
   replace(body,
     h("p", { class: "muted small" }, `${shown.length} pairs filtered at least once, most often first. `
-      + "High: mean M above M0 (easy or uninformative); low/negative: below M0 (possibly mislabelled)."),
+      + "High: filtered above the M0 of its step (easy or uninformative); low/negative: below it (possibly "
+      + "mislabelled)."),
     list, more);
 }
 

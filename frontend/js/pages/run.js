@@ -6,6 +6,7 @@ import { viewControls } from "../controls.js";
 import { h, replace, stateBox } from "../dom.js";
 import { WIN_RATE_PREFIX } from "../keys.js";
 import { firedAlerts } from "../run/alerts.js";
+import { panelApplies } from "../run/applies.js";
 import { configPanel } from "../run/evals.js";
 import { RunHeader } from "../run/header.js";
 import { LiveRun } from "../run/live.js";
@@ -18,7 +19,8 @@ import { timing } from "../store.js";
 const LAYOUT = ["loss", "rewards", "beta", "discrepancy", "grad", "optim", "threed", "toy", "probe", "evals", "other",
   "config"];
 const IN_THREED = new Set(["logratios", "share"]);
-const ALWAYS = new Set(["loss"]); // drawn even before the first point (with an empty state)
+const ALWAYS = new Set(["loss"]);
+const RECONCILE_MS = 1000; // after a run ends: lets the stream's last points arrive first // drawn even before the first point (with an empty state)
 
 export async function mount(root, { id }) {
   const headNode = h("div", { class: "card", id: "run-header" });
@@ -94,6 +96,7 @@ class RunPage {
   }
 
   stop() {
+    clearTimeout(this.reconcileTimer);
     this.live.stop();
     this.discrepancy.stop();
     for (const entry of this.charts) entry.chart.destroy();
@@ -102,7 +105,10 @@ class RunPage {
   /** Draw a chart entry from the store, or show its panel's empty state. */
   async renderChart(entry) {
     const present = entry.chart.present(this.store).length > 0;
-    if (entry.panelKey) this.panels.get(entry.panelKey).hidden = !(present || ALWAYS.has(entry.panelKey));
+    if (entry.panelKey) {
+      const shown = (present && panelApplies(entry.panelKey, this.run.config)) || ALWAYS.has(entry.panelKey);
+      this.panels.get(entry.panelKey).hidden = !shown;
+    }
     entry.chart.node.hidden = !present;
     if (entry.empty) {
       entry.empty.hidden = present;
@@ -143,5 +149,16 @@ class RunPage {
     replace(this.configBody, configPanel(next));
     if (finished) this.loadEvaluations();
     for (const entry of this.charts) if (entry.empty) entry.empty.textContent = waiting(next);
+    if (finished || (next.step && !this.store.keys().length)) this.reconcile();
+  }
+
+  /** Once the stream's last points had time to arrive, redraw from the stored history: a finished run's
+   * page (charts, "Now", alerts) then equals the stored values even if a live point was missed. */
+  reconcile() {
+    clearTimeout(this.reconcileTimer);
+    this.reconcileTimer = setTimeout(() => {
+      this.live.reload().then(() => { this.root.dataset.reconciled = String(this.run.step ?? ""); })
+        .catch((error) => console.warn("reload", error));
+    }, RECONCILE_MS);
   }
 }

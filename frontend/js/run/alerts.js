@@ -66,7 +66,10 @@ export function slopeReadout(store) {
   const sw = store.last(K.slopeChosen);
   const sl = store.last(K.slopeRejected);
   const direction = (v) => (v === null ? "" : v > 0 ? "rising" : v < 0 ? "falling" : "flat");
+  const steps = store.get(K.slopeChosen).steps;
+  const step = steps.length ? steps[steps.length - 1] : null;
   const rows = [
+    ["at step", step === null ? "—" : String(step), ""],
     ["ṡ_w chosen slope", sw, direction(sw)],
     ["ṡ_l rejected slope", sl, direction(sl)],
     ["D1 rate ṡ_l/|ṡ_w|", store.last(K.d1Rate), ""],
@@ -74,6 +77,6 @@ export function slopeReadout(store) {
     ["chosen drawdown", store.last(K.chosenDrawdown), ""],
     ["pair mass (log)", store.last(K.pairMass), ""],
   ];
-  return h("dl", { class: "kv", id: "slopes" }, rows.flatMap(([name, value, reading]) => [
-    h("dt", {}, name), h("dd", {}, `${num(value, 3)}${reading ? ` (${reading})` : ""}`)]));
+  return h("dl", { class: "kv", id: "slopes", dataset: { step: step ?? "" } }, rows.flatMap(([name, value, reading]) => [
+    h("dt", {}, name), h("dd", {}, `${typeof value === "string" ? value : num(value, 3)}${reading ? ` (${reading})` : ""}`)]));
 }

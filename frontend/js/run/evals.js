@@ -4,6 +4,7 @@
 import { baseLayout, draw, PALETTE } from "../charts.js";
 import { h } from "../dom.js";
 import { K } from "../keys.js";
+import { applicableConfig } from "./applies.js";
 
 export const JUDGE_KEYS = [K.judgeRequests, K.judgePromptTokens, K.judgeCompletionTokens, K.judgeCostUsd];
 
@@ -69,10 +70,12 @@ export function configPanel(run) {
   const list = (pairs, cls) => h("div", { class: cls }, pairs.map(([k, v]) =>
     h("div", { class: "kv-row" }, h("span", { class: "kv-key" }, k), " ", h("span", { class: "kv-value" }, show(v)))));
   return h("div", { class: "config-cols" },
-    h("div", {}, h("h3", {}, "Config"), list(flatten(run.config), "kv-columns")),
+    h("div", {}, h("h3", {}, "Config"), list(applicableConfig(run.config, flatten(run.config)), "kv-columns"),
+      h("p", { class: "muted small" }, "Keys that do not apply to this kind of run are left out (the export and the API "
+        + "have them all).")),
     h("div", {}, h("h3", {}, "Environment"),
       run.environment ? list(flatten(run.environment), "kv-list") : h("p", { class: "muted small" }, "Recorded when the run starts."),
       h("h3", { style: "margin-top:12px" }, "Run"),
-      list([["id", run.id], ["attempt", run.attempt], ["parent", run.parent_id], ["group", run.group],
-        ["message", run.message], ["error", run.error]], "kv-list")));
+      list([["id", run.id], ["attempt", run.attempt], ["parent", run.parent_id], ["resumes after step", run.resume_step],
+        ["group", run.group], ["message", run.message]], "kv-list"))); // the error is shown once, in the header
 }

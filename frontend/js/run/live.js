@@ -29,6 +29,7 @@ export class LiveRun {
   async start() {
     const history = await api.metrics(this.runId, null, HISTORY_POINTS);
     this.store.load(history.series);
+    this.store.lineage = history.lineage || [];
     this.close = subscribe(`/runs/${encodeURIComponent(this.runId)}/stream`, history.last_seq, {
       points: (data) => this.receive(data.points),
       status: (run) => this.handlers.status?.(run),
@@ -57,12 +58,20 @@ export class LiveRun {
     const fresh = this.pending;
     this.pending = new Map();
     if (this.store.longest() > REBASE_AT) {
-      const history = await api.metrics(this.runId, null, HISTORY_POINTS);
-      this.store.rebase(history.series);
-      this.handlers.rebased?.();
+      await this.reload();
       return;
     }
     this.handlers.points?.(fresh);
+  }
+
+  /** Re-read the stored history (keeping newer live points) and redraw: the page then shows what the
+   * store holds, whatever the stream delivered (used when a run ends, and when the run reports steps
+   * the page has no points for). */
+  async reload() {
+    const history = await api.metrics(this.runId, null, HISTORY_POINTS);
+    this.store.rebase(history.series);
+    this.store.lineage = history.lineage || [];
+    await this.handlers.rebased?.();
   }
 
   stop() {

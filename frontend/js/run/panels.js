@@ -1,6 +1,6 @@
 // The run page's line-chart panels: which keys each one draws, on which axis, and what it means.
 
-import { hLine, stepLines, xMapper } from "../charts.js";
+import { hLine, labelGap, robustRange, stepLines, xMapper } from "../charts.js";
 import { K, label } from "../keys.js";
 
 const BLUE = "#1f77b4";
@@ -17,7 +17,7 @@ const t = (key, color, extra = {}) => ({ key, name: label(key), color, ...extra 
  * `alerts` (steps of fired 3D alerts) are drawn as vertical lines on the diagnostics panels.
  */
 export function panelSpecs(alertMarks) {
-  const alertShapes = (view, store) => stepLines(alertMarks(), xMapper(view, store?.timeOf));
+  const alertShapes = (view, store) => stepLines(alertMarks(), xMapper(view, store?.timeOf), labelGap(store));
   return [
     {
       id: "loss", title: "Loss and reward accuracy", yTitle: "loss", y2Title: "accuracy", y2Range: [0, 1.02],
@@ -52,9 +52,13 @@ export function panelSpecs(alertMarks) {
     },
     {
       id: "share", title: "3D: rejected share S_l and chosen below reference", yTitle: "S_l", y2Title: "fraction",
-      note: "S_l = −Δρ_l/(Δρ_w − Δρ_l) over the window; S_l > 1 sustained means the chosen side is going down.",
+      note: "S_l = −Δρ_l/(Δρ_w − Δρ_l) over the window; S_l > 1 sustained means the chosen side is going down. "
+        + "The axis shows the 10th–90th percentile of S_l (a ratio spikes when Δρ_w ≈ Δρ_l; hover shows every value).",
       traces: [t(K.rejectedShare, RED), t(K.chosenBelowReference, GREY, { axis: "y2", dash: "dot" })],
       shapes: (view, store) => [hLine(1, RED), ...alertShapes(view, store)],
+      // S_l = 1 (the reference line) always in view, spikes cut at the 10th–90th percentile; a fraction is 0…1
+      yRangeOf: (store) => robustRange(store.get(K.rejectedShare).values, [0, 1]),
+      y2Range: [0, 1.02],
       linearOnly: true,
     },
     {

@@ -15,6 +15,7 @@ const DISCREPANCY_NOTE = "Bands: 10–90 % and 25–75 % of M over the step's pa
 /** What an empty chart panel says while the run has no points. */
 export function waiting(run) {
   if (run.status === "queued") return "Queued: waiting for a worker to start this run…";
+  if (run.status === "running" && run.step) return `Running at step ${run.step}: loading its points…`;
   if (run.status === "running") return "Running: waiting for the first logged step…";
   return `No points were recorded (the run is ${run.status}).`;
 }

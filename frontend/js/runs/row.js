@@ -3,6 +3,7 @@
 import { api } from "../api.js";
 import { h } from "../dom.js";
 import { ACTIVE, duration, method, num, percent, runDuration, stepOf, when } from "../format.js";
+import { splitError } from "../run/error.js";
 
 export const COLUMNS = ["", "name", "status", "progress", "step", "preset", "method", "β0", "win rate", "started",
   "duration", "actions"];
@@ -22,12 +23,13 @@ export function runRow(run, ctx) {
   return h("tr", { dataset: { runId: run.id, status: run.status } },
     h("td", {}, check),
     h("td", { class: "name" }, h("a", { href: `#/run/${run.id}`, title: run.name }, run.name),
-      run.group ? h("div", { class: "muted small" }, `group ${run.group}`) : null),
-    h("td", {}, h("span", { class: `badge ${run.status}`, title: run.error || run.message || "" },
+      run.group ? h("div", { class: "muted small cut group", title: run.group }, `group ${run.group}`) : null,
+      run.external ? h("div", { class: "muted small external-mark" }, `external · ${run.source}`) : null),
+    h("td", {}, h("span", { class: `badge ${run.status}`, title: run.error ? splitError(run.error).message : run.message || "" },
       run.stop_requested && active ? "stopping" : run.status)),
     h("td", {}, progressBar(run)),
     h("td", { class: "num" }, stepOf(run)),
-    h("td", {}, run.preset || "—"),
+    h("td", {}, h("span", { class: "cut preset", title: run.preset || "" }, run.preset || "—")),
     h("td", {}, method(run.config)),
     h("td", { class: "num" }, num(run.beta0, 3)),
     h("td", { class: "num", title: ctx.winRate?.title || "" }, ctx.winRate?.text || "—"),
@@ -40,9 +42,9 @@ function actions(run, active, act) {
   return h("div", { class: "actions" },
     h("button", { class: "small", disabled: !active || run.stop_requested,
       onclick: () => act(`Stop ${run.name}`, () => api.stop(run.id)) }, "Stop"),
-    h("button", { class: "small", disabled: !["stopped", "failed"].includes(run.status),
+    run.external ? null : h("button", { class: "small", disabled: !["stopped", "failed"].includes(run.status),
       onclick: () => act(`Resume ${run.name}`, () => api.resume(run.id)) }, "Resume"),
-    h("a", { class: "button small", href: `#/new?from=${run.id}` }, "Clone"),
+    run.external ? null : h("a", { class: "button small", href: `#/new?from=${run.id}` }, "Clone"),
     h("button", { class: "small danger", disabled: run.status === "running",
       onclick: () => {
         if (window.confirm(`Delete run ${run.name} with its metrics and pairs?`)) {

@@ -1,4 +1,5 @@
-"""A judge behind an OpenAI-compatible ``POST {base_url}/chat/completions`` endpoint.
+"""A judge behind an OpenAI-compatible ``POST {base_url}/chat/completions`` endpoint; the base URL
+and key come from the operator's named endpoint (contracts.deployment), never from a run config.
 
 The prompt is the pairwise dialogue prompt of the DPO paper (Rafailov et al. 2023, arXiv 2305.18290,
 App. C.2), which β-DPO's GPT-4 evaluation follows. Every prompt is asked twice, with the responses in
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 import httpx
 
 from contracts.config import JudgeConfig
+from contracts.deployment import endpoint_for
 from worker.engine.evaluation.judges import Verdict, Winner
 
 DIALOGUE_PROMPT = """For the following query to a chatbot, which response is more helpful?
@@ -143,12 +145,18 @@ class OpenAIJudge:
 
     @classmethod
     def from_config(cls, config: JudgeConfig) -> OpenAIJudge:
-        """The judge of an ``openai`` JudgeConfig; the key is read from ``config.api_key_env`` (no
-        Authorization header when it is unset, for local servers)."""
+        """The judge of an ``openai`` JudgeConfig at the operator's endpoint ``config.endpoint``
+        (ALIGNSCOPE_JUDGE_ENDPOINTS: base URL, key variable, models offered); the key is read from
+        that variable (no Authorization header when it has none, for local servers). ValueError
+        naming the field when the endpoint is not configured here or does not offer the model."""
+        endpoint = endpoint_for(config.endpoint, os.environ)
+        if "*" not in endpoint.models and config.model not in endpoint.models:
+            offered = f"'{config.model}' is not offered by '{config.endpoint}'"
+            raise ValueError(f"evaluation.judge.model: {offered}")
         return cls(
-            str(config.base_url),
+            endpoint.base_url,
             str(config.model),
-            os.environ.get(config.api_key_env),
+            os.environ.get(endpoint.api_key_env) if endpoint.api_key_env else None,
             config.requests_per_minute,
             config.max_retries,
             price_per_million=(config.usd_per_million_input_tokens, config.usd_per_million_output_tokens),
@@ -197,7 +205,7 @@ class OpenAIJudge:
                 return self._read(response)
             if response.status_code not in RETRIED_STATUS or attempt == self.max_retries:
                 hint = (
-                    " — check the key in the judge's api_key_env"
+                    " — check the key in the endpoint's api_key_env (ALIGNSCOPE_JUDGE_ENDPOINTS)"
                     if response.status_code in (401, 403)
                     else ""
                 )

@@ -34,8 +34,8 @@ VERDICT_FOR_POLICY = {"a": "win", "b": "loss", "tie": "tie"}
 
 
 def build_judge(config: JudgeConfig) -> Judge:
-    """The judge of ``config`` (the OpenAI one reads its key from ``config.api_key_env``). A rule judge
-    with an ``entry_point`` imports it here: EntryPointError (a ValueError naming
+    """The judge of ``config`` (the OpenAI one calls the operator's endpoint ``config.endpoint``). A
+    rule judge with an ``entry_point`` imports it here: EntryPointError (a ValueError naming
     ``evaluation.judge.entry_point``) when it cannot be used."""
     if config.kind == "rule":
         return EntryPointJudge(config.entry_point) if config.entry_point else RuleJudge()

@@ -1,0 +1,79 @@
+"""HTTP to the AlignScope server's ingest API (stdlib ``http.client``, one kept-alive connection).
+
+``send`` returns the server's JSON answer, raises ``Unreachable`` when the message may be retried
+later (no connection, a timeout, a 5xx, a 401/403 that a later ``alignscope sync`` with the right
+token can fix) and ``Refused`` when the server rejected it for good (404/409/413/422: retrying the
+same bytes would fail the same way).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+RETRYABLE = frozenset({401, 403, 408, 425, 429})
+
+
+class Unreachable(ConnectionError):
+    """The message did not reach the server, or the server could not take it now."""
+
+
+class Refused(ValueError):
+    """The server rejected the message; the text says why and how to fix it."""
+
+
+class HttpTransport:
+    """Ingest messages to ``url`` (e.g. ``http://127.0.0.1:8000``) with ``token`` as a Bearer token."""
+
+    def __init__(self, url: str, token: str | None = None, timeout_s: float = 10.0) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"url {url!r}: expected http://HOST:PORT or https://HOST:PORT")
+        self.url = url.rstrip("/")
+        self.parts = parts
+        self.token = token
+        self.timeout_s = timeout_s
+        self._connection: http.client.HTTPConnection | None = None
+
+    def send(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``method`` ``path`` with a JSON body; the parsed JSON answer."""
+        data = json.dumps(body, separators=(",", ":")).encode()
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        if self.token:
+            headers["authorization"] = f"Bearer {self.token}"
+        try:
+            connection = self._connected()
+            connection.request(method, self.parts.path.rstrip("/") + path, data, headers)
+            response = connection.getresponse()
+            answer = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise Unreachable(f"{self.url}: {exc.__class__.__name__}: {exc}") from exc
+        if response.status < 300:
+            return json.loads(answer)
+        detail = _detail(answer)
+        if response.status >= 500 or response.status in RETRYABLE:
+            if response.status in (401, 403):
+                detail += " (check the token: ALIGNSCOPE_API_TOKEN)"
+            raise Unreachable(f"{self.url}: HTTP {response.status}: {detail}")
+        raise Refused(f"{self.url}{path}: HTTP {response.status}: {detail}")
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _connected(self) -> http.client.HTTPConnection:
+        if self._connection is None:
+            kind = http.client.HTTPSConnection if self.parts.scheme == "https" else http.client.HTTPConnection
+            self._connection = kind(self.parts.hostname, self.parts.port, timeout=self.timeout_s)
+        return self._connection
+
+
+def _detail(answer: bytes) -> str:
+    try:
+        return str(json.loads(answer).get("detail"))[:2000]
+    except (ValueError, AttributeError):
+        return answer[:500].decode("utf-8", "replace")

@@ -1,0 +1,9 @@
+"""AlignScope for TRL: ``from alignscope.trl import DPOTrainer`` instead of ``from trl import
+DPOTrainer``; see alignscope.trl.trainer. Imports torch, transformers and TRL."""
+
+from __future__ import annotations
+
+from alignscope.trl.options import BetaDPO, Logging
+from alignscope.trl.trainer import DPOTrainer
+
+__all__ = ["BetaDPO", "DPOTrainer", "Logging"]

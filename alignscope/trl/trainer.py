@@ -1,0 +1,244 @@
+"""``alignscope.trl.DPOTrainer``: TRL's DPOTrainer that streams into AlignScope, and can train β-DPO.
+
+    from alignscope.trl import DPOTrainer, BetaDPO, Logging      # instead of: from trl import DPOTrainer
+    trainer = DPOTrainer(model=..., args=..., ..., alignscope=Logging(url=..., token=...),
+                         beta_dpo=BetaDPO())                     # beta_dpo: optional
+
+Per micro-batch, ``compute_loss`` lets TRL compute its loss and metrics as usual, reads the four
+summed log-probs of every pair from TRL's own forward passes (alignscope.trl.capture) and, with
+β-DPO, replaces TRL's loss by the engine's β-DPO loss from the engine's calibrator on the GLOBAL
+micro-batch (gathered over ranks, like the engine). On steps TRL logs, the per-pair values are
+gathered to the main process, which alone writes (alignscope.trl.recorder). The dashboard's Stop
+sets ``control.should_training_stop`` on every rank at the next step. Tested with TRL 1.16.0.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from typing import Any
+
+import torch
+import trl
+from accelerate.utils import gather_object
+from transformers import TrainerCallback
+
+from alignscope.trl.capture import LogProbCapture, Scores, beta_dpo_loss
+from alignscope.trl.options import BetaDPO, Logging
+from alignscope.trl.recorder import Recorder, json_safe
+from alignscope.trl.step_values import COLUMNS, MicroBatch
+from contracts.events import PairText
+from contracts.pairs import PreferenceRow
+from worker.alignment.beta_dpo import BetaCalibrator, Calibration
+
+PAIRS_KEY = "alignscope_pairs"
+TEXT_FIELDS = ("prompt", "chosen", "rejected")
+
+
+class DPOTrainer(trl.DPOTrainer):
+    """``trl.DPOTrainer`` plus ``alignscope`` (where to log; None: ALIGNSCOPE_URL or offline) and
+    ``beta_dpo`` (None: TRL's loss unchanged)."""
+
+    def __init__(self, *args: Any, alignscope: Logging | None = None, beta_dpo: BetaDPO | None = None,
+                 **kwargs: Any) -> None:  # fmt: skip
+        super().__init__(*args, **kwargs)
+        self.alignscope_options = alignscope or Logging()
+        self.beta_dpo = beta_dpo
+        _check_supported(self, beta_dpo)
+        models = [self.model] + ([self.ref_model] if self.ref_model is not None else [])
+        self.capture = LogProbCapture(models)
+        generator = torch.Generator().manual_seed(beta_dpo.seed) if beta_dpo else None
+        self.calibrator = BetaCalibrator(beta_dpo.settings(self.beta), generator) if beta_dpo else None
+        self.data_collator = _WithPairs(self.data_collator, getattr(self.processing_class, "eos_token", None))
+        self.recorder: Recorder | None = None
+        self.stopped_by_dashboard = False
+        if self.accelerator.is_main_process:
+            self.recorder = Recorder(self.alignscope_options, _name(self.args), self._run_config(),
+                                     {"world_size": self.accelerator.num_processes})  # fmt: skip
+        self.add_callback(_AlignScopeCallback(self))
+
+    # ------------------------------------------------------------------ TRL's hooks
+
+    def _set_signature_columns_if_needed(self) -> None:
+        super()._set_signature_columns_if_needed()
+        if self._signature_columns is not None:
+            self._signature_columns = [*self._signature_columns, *TEXT_FIELDS]
+
+    def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
+        pairs = inputs.pop(PAIRS_KEY, None) or []
+        self.capture.start()
+        result = super()._compute_loss(model, inputs, return_outputs)
+        scores = self.capture.scores(inputs)
+        train = self.model.training
+        calibration = None
+        if self.calibrator is not None:
+            calibration, loss = self._beta_dpo(scores, train)
+            result = (loss, result[1]) if return_outputs else loss
+        if train and self._records_wanted():
+            self._record(scores, calibration, pairs)
+        return result
+
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        """TRL's train; the AlignScope run ends as succeeded, stopped (from the dashboard) or failed."""
+        try:
+            output = super().train(*args, **kwargs)
+        except BaseException as exc:
+            if self.recorder is not None:
+                self.recorder.run.fail("".join(traceback.format_exception(exc))[-20_000:],
+                                       self.alignscope_options.finish_timeout_s)  # fmt: skip
+            raise
+        if self.recorder is not None:
+            status = "stopped" if self.stopped_by_dashboard else "succeeded"
+            self.recorder.run.finish(status, timeout_s=self.alignscope_options.finish_timeout_s)
+        return output
+
+    # ------------------------------------------------------------------ β-DPO and records
+
+    def _beta_dpo(self, scores: Scores, train: bool) -> tuple[Calibration, torch.Tensor]:
+        """The engine's calibration of the global micro-batch and this rank's share of its loss."""
+        assert self.calibrator is not None
+        logits = (scores.policy_chosen - scores.reference_chosen) - (
+            scores.policy_rejected - scores.reference_rejected
+        )
+        calibration = self.calibrator.calibrate(self.accelerator.gather(logits.detach()), train=train)
+        local = self._local(logits.shape[0])
+        beta = calibration.beta.to(logits.dtype)
+        beta = beta[local] if beta.dim() else beta
+        keep = calibration.keep[local].to(logits.dtype)
+        world = self.accelerator.num_processes
+        return calibration, beta_dpo_loss(scores, beta, keep, calibration.kept, world)
+
+    def _local(self, size: int) -> slice:
+        start = self.accelerator.process_index * size
+        return slice(start, start + size)
+
+    def _records_wanted(self) -> bool:
+        if not self.alignscope_options.pair_records:
+            return False
+        step = self.state.global_step + 1  # the update this micro-batch belongs to
+        every = max(int(self.state.logging_steps or 1), 1)
+        last = self.state.max_steps > 0 and step >= self.state.max_steps
+        return step % every == 0 or last or (step == 1 and self.args.logging_first_step)
+
+    def _record(self, scores: Scores, calibration: Calibration | None, pairs: list[tuple]) -> None:
+        """Gather this micro-batch's per-pair columns and ids to the main process and keep them there."""
+        columns = torch.stack(self._columns(scores, calibration)).detach().float()
+        gathered = self.accelerator.gather(columns.T.contiguous()).T  # (C, N): ranks in order
+        everything = gather_object(list(pairs)) if self.accelerator.num_processes > 1 else list(pairs)
+        if self.recorder is None:
+            return
+        host = gathered.tolist()
+        batch = MicroBatch([p[0] for p in everything], dict(zip(COLUMNS, host, strict=True)), calibration)
+        texts = [PairText(*p) for p in everything]
+        self.recorder.add(self.state.global_step + 1, batch, texts)
+
+    def _columns(self, scores: Scores, calibration: Calibration | None) -> list[torch.Tensor]:
+        chosen = scores.policy_chosen.detach() - scores.reference_chosen
+        logits = chosen - (scores.policy_rejected.detach() - scores.reference_rejected)
+        n = logits.shape[0]
+        if calibration is None:
+            discrepancy, weight = logits, torch.ones_like(logits)
+            keep, beta = torch.ones_like(logits), torch.full_like(logits, self.beta)
+        else:
+            local = self._local(n)
+            discrepancy = calibration.discrepancy[local].to(logits)
+            weight, keep = calibration.weight[local].to(logits), calibration.keep[local].to(logits)
+            beta = (
+                calibration.beta[local].to(logits) if calibration.beta.dim() else calibration.beta.expand(n)
+            )
+        return [scores.policy_chosen.detach(), scores.policy_rejected.detach(), scores.reference_chosen,
+                scores.reference_rejected, scores.chosen_tokens.to(logits), scores.rejected_tokens.to(logits),
+                discrepancy, weight, keep, beta.to(logits)]  # fmt: skip
+
+    def _run_config(self) -> dict[str, Any]:
+        """What the dashboard shows: loss and β0 like a native run's, β-DPO's settings, TRL's args."""
+        kinds = list(self.loss_types)
+        kind = "dpo" if kinds == ["sigmoid"] else "+".join(kinds)
+        config: dict[str, Any] = {"loss": {"kind": kind, "beta": self.beta}}
+        config["beta_dpo"] = {
+            "enabled": self.beta_dpo is not None,
+            **(self.beta_dpo.model_dump() if self.beta_dpo else {}),
+        }
+        model = self.accelerator.unwrap_model(self.model)
+        config["model"] = {"name_or_path": getattr(model.config, "name_or_path", ""),
+                           "model_type": getattr(model.config, "model_type", "")}  # fmt: skip
+        config["trl"] = json_safe(self.args.to_dict())
+        return config
+
+
+class _WithPairs:
+    """The data collator, plus each row's (pair_id, prompt, chosen, rejected) under PAIRS_KEY.
+
+    The pair id is the content hash of contracts.pairs (PreferenceRow.pair_id) of the row as the user
+    gave it (the EOS that TRL appends to string completions is taken off first), so the same pair has
+    the same id in a TRL run and in a native run, and the compare page can align them."""
+
+    def __init__(self, collator: Any, eos: str | None) -> None:
+        self.collator = collator
+        self.eos = eos
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.collator(examples)
+        batch[PAIRS_KEY] = [self.pair(example) for example in examples]
+        return batch
+
+    def pair(self, example: dict[str, Any]) -> tuple[str, str, str, str]:
+        values = [example.get(name) for name in TEXT_FIELDS]
+        if any(value is None for value in values):  # no text columns: the token ids stand in
+            values = [str(example[f"{name}_ids"]) for name in TEXT_FIELDS]
+        if self.eos:
+            values = [
+                v.removesuffix(self.eos) if isinstance(v, str) and i else v for i, v in enumerate(values)
+            ]
+        row = PreferenceRow(*values, line=0, source="trl", format="")
+        return (
+            row.pair_id,
+            *(v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in values),
+        )
+
+
+class _AlignScopeCallback(TrainerCallback):
+    """Emits at TRL's train logs and turns the dashboard's stop into ``should_training_stop``."""
+
+    def __init__(self, trainer: DPOTrainer) -> None:
+        self.trainer = trainer
+
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any
+    ) -> None:
+        recorder = self.trainer.recorder
+        if recorder is None or not logs or "loss" not in logs:
+            return
+        recorder.emit(state.global_step, logs, state.max_steps)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        recorder = self.trainer.recorder
+        wanted = torch.tensor([1.0 if recorder is not None and recorder.run.stop_requested else 0.0])
+        accelerator = self.trainer.accelerator
+        if accelerator.num_processes > 1:
+            wanted = accelerator.reduce(wanted.to(accelerator.device), "sum").cpu()
+        if wanted.item() > 0:
+            self.trainer.stopped_by_dashboard = True
+            control.should_training_stop = True
+
+
+def _name(args: Any) -> str:
+    name = getattr(args, "run_name", None) or str(args.output_dir).rstrip("/").rsplit("/", 1)[-1]
+    return str(name)[:200] or "trl-dpo"
+
+
+def _check_supported(trainer: trl.DPOTrainer, beta_dpo: BetaDPO | None) -> None:
+    """Refuse what the records or β-DPO would get wrong, naming the TRL argument to change."""
+    if trainer.ld_alpha is not None:
+        raise ValueError(
+            "alignscope.trl: ld_alpha is not supported (records would not be TRL's log-probs); unset it"
+        )
+    if beta_dpo is None:
+        return
+    if list(trainer.loss_types) != ["sigmoid"] or trainer.f_divergence_type != "reverse_kl":
+        raise ValueError(
+            "alignscope.trl: beta_dpo needs DPOConfig(loss_type=['sigmoid']) and f_divergence_type "
+            "'reverse_kl' (β-DPO calibrates DPO's sigmoid loss)"
+        )
+    if trainer.use_weighting or trainer.aux_loss_enabled:
+        raise ValueError("alignscope.trl: beta_dpo does not combine with use_weighting or the MoE aux loss")

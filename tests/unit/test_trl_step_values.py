@@ -1,0 +1,48 @@
+"""alignscope.trl's step values are the engine's: the same batch means, β-DPO summaries, 3D keys and
+pair records from the same per-pair values (the client may not import the engine, so this test is
+what keeps the two from drifting apart)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import fields
+
+import pytest
+import torch
+
+from alignscope.trl.step_values import COLUMNS, MicroBatch, pair_records, step_values
+from worker.alignment.beta_dpo import BetaCalibrator, CalibratorSettings
+from worker.alignment.diagnostics import PairDiagnostics, pair_diagnostics
+from worker.engine import step_metrics
+
+
+def micro_batch(rng: random.Random, calibrator: BetaCalibrator, n: int = 6) -> MicroBatch:
+    pc, pr, rc, rr = ([rng.uniform(-40, -5) for _ in range(n)] for _ in range(4))
+    logits = torch.tensor([(a - c) - (b - d) for a, b, c, d in zip(pc, pr, rc, rr, strict=True)])
+    cal = calibrator.calibrate(logits)
+    columns = {"policy_chosen_logp": pc, "policy_rejected_logp": pr, "reference_chosen_logp": rc,
+               "reference_rejected_logp": rr, "chosen_tokens": [float(rng.randint(1, 9)) for _ in range(n)],
+               "rejected_tokens": [float(rng.randint(1, 9)) for _ in range(n)],
+               "discrepancy": cal.discrepancy.tolist(), "filter_weight": cal.weight.tolist(),
+               "kept": [float(k) for k in cal.keep.tolist()], "beta": [float(cal.beta)] * n}  # fmt: skip
+    return MicroBatch([f"p{rng.random()}" for _ in range(n)], columns, cal)
+
+
+def test_step_values_equal_the_engines() -> None:
+    rng = random.Random(7)
+    calibrator = BetaCalibrator(CalibratorSettings(beta0=0.1), torch.Generator().manual_seed(0))
+    batches = [micro_batch(rng, calibrator) for _ in range(2)]
+    assert tuple(COLUMNS) == step_metrics.PAIR_FIELDS
+    columns = {name: [v for b in batches for v in b.columns[name]] for name in COLUMNS}
+    diagnostics = pair_diagnostics(*(columns[name] for name in COLUMNS[:6]), 0.1)
+    columns.update({f.name: getattr(diagnostics, f.name) for f in fields(PairDiagnostics)})
+    table = step_metrics.StepTable(columns, loss=0.5, grad_norm=1.0, sft=0.0)
+    engine = step_metrics.step_values(table, [b.calibration for b in batches])
+    ours = step_values(batches, 0.1)
+    engine_only = {"train/loss", "train/sft_loss", "train/grad_norm"}  # TRL logs these itself
+    assert set(engine) - set(ours) == engine_only and set(ours) <= set(engine)
+    for key, value in ours.items():
+        assert value == pytest.approx(engine[key], rel=1e-12, abs=1e-12), key
+    records = pair_records(3, batches)
+    assert [(r.step, r.micro_batch) for r in records] == [(3, 0)] * 6 + [(3, 1)] * 6
+    assert [r.m0 for r in records[6:]] == [batches[1].calibration.m0] * 6
