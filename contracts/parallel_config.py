@@ -53,9 +53,7 @@ class LoraConfig(Frozen):
             raise ValueError("name at least one module, or use 'all-linear'")
         for name in value:
             if len(name) > 200 or not MODULE_NAME.match(name):
-                raise ValueError(
-                    f"'{name[:60]}' is not a module name (letters, digits, _ and .)"
-                )
+                raise ValueError(f"'{name[:60]}' is not a module name (letters, digits, _ and .)")
         return value
 
 
