@@ -326,6 +326,12 @@ class RunConfig(Frozen):
     def _consistent(self) -> RunConfig:
         if (self.model.source == "toy") != (self.data.source == "toy"):
             raise ValueError("model.source 'toy' and data.source 'toy' go together")
+        if self.distributed.strategy == "fsdp" and self.generates_on_rank_zero:
+            raise ValueError(
+                "evaluation.every, evaluation.at_end and probes.every generate on rank 0 alone, which a "
+                "policy sharded by distributed.strategy 'fsdp' cannot: use strategy 'ddp' or 'auto', "
+                "or turn them off"
+            )
         if self.beta_dpo.enabled and self.loss.kind == "flex" and self.beta_dpo.dynamic_beta:
             raise ValueError("beta_dpo.dynamic_beta does not apply to the flex loss (two βs); set it false")
         if self.optim.micro_batch_size % self.num_processes:
@@ -334,6 +340,11 @@ class RunConfig(Frozen):
                 f"({self.num_processes}): each process takes an equal share of a micro-batch"
             )
         return self
+
+    @property
+    def generates_on_rank_zero(self) -> bool:
+        """True when the run samples win rates or probe sets (rank 0 generates alone)."""
+        return bool(self.evaluation.every or self.evaluation.at_end or self.probes.every)
 
     @property
     def beta0(self) -> float:

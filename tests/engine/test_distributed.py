@@ -1,6 +1,7 @@
 """Several processes under torchrun (real gloo process groups) train like one process on the same
 global batch: torch DDP, FSDP2, FSDP2 stopped and resumed from its sharded checkpoint, LoRA under
-FSDP2 and under DDP stopped and resumed, and a small Llama (tied embeddings) under FSDP2; the old
+FSDP2 and under DDP stopped and resumed, and a small Llama (tied embeddings) under FSDP2 with its
+reference precomputed by both ranks (against one process's on-the-fly reference); the old
 hand-written gradient all-reduce is gone.
 
 One torchrun launch (2 processes) runs every multi-process job (``torchrun_entry.py``); the
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from backend.config_files import ConfigError
 from contracts import metric_keys as mk
 from tests.engine.model_dirs import save_small_model
 from tests.engine.test_loop import small, values
@@ -37,7 +39,12 @@ COMPARED = (
     mk.BDPO_KEPT_FRACTION, mk.LOGPS_CHOSEN,
 )  # fmt: skip
 STEPS = 10
-SHAPE = (f"optim.max_steps={STEPS}", "optim.batch_size=16", "optim.micro_batch_size=8")  # 2 micro-batches
+SHAPE = (  # 2 micro-batches a step; no end-of-run win rates (generated on rank 0 alone: not with fsdp)
+    f"optim.max_steps={STEPS}",
+    "optim.batch_size=16",
+    "optim.micro_batch_size=8",
+    "evaluation.at_end=false",
+)
 LORA = ("model.lora.r=4", "model.lora.alpha=8", "optim.lr=0.01")
 REL, ABS = 1e-5, 1e-6
 
@@ -50,7 +57,7 @@ def torchrun(jobs: list[dict], out: Path, processes: int = 2, timeout: int = 900
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
         str(REPO / "tests" / "engine" / "torchrun_entry.py"), str(spec), str(out),
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "ALIGNSCOPE_CACHE_DIR": str(out)}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     assert done.returncode == 0, done.stderr[-4000:]
     return [json.loads((out / f"rank{rank}.json").read_text()) for rank in range(processes)]
@@ -88,7 +95,10 @@ def test_ddp_and_fsdp2_in_two_processes_equal_one_process(tmp_path: Path) -> Non
          "checkpoint": str(tmp_path / "lora-ddp-ckpt"), "stop_after": 6},
     ]  # fmt: skip
     llama = ["model.source=pretrained", f"model.path={save_small_model('llama', tmp_path / 'llama')}"]
-    jobs.append({"name": "llama_fsdp", "preset": "tiny-beta-dpo", "overrides": [*SHAPE, *fsdp, *llama]})
+    precomputed = "reference.mode=precomputed"  # scored once through the sharded policy, ranks splitting
+    jobs.append(
+        {"name": "llama_fsdp", "preset": "tiny-beta-dpo", "overrides": [*SHAPE, *fsdp, *llama, precomputed]}
+    )
     rank0, rank1 = torchrun(jobs, tmp_path)
     single, single_lora, single_llama = one_process(), one_process(*LORA), one_process(*llama)
 
@@ -129,7 +139,7 @@ def test_fsdp2_in_one_process_equals_the_plain_path_and_resumes_exactly(tmp_path
     """``distributed.strategy: fsdp`` with one process: a private process group of one, the same
     trajectory as the unwrapped path; its sharded checkpoint resumes exactly (twice in one process,
     so the group is created and left each time)."""
-    shape = ("optim.max_steps=4", "optim.batch_size=16", "optim.micro_batch_size=8")
+    shape = ("optim.max_steps=4", *SHAPE[1:])
     plain, whole = ListSink(), ListSink()
     train(small("tiny-beta-dpo", *shape), plain)
     config = small("tiny-beta-dpo", *shape, "distributed.strategy=fsdp")
@@ -143,3 +153,9 @@ def test_fsdp2_in_one_process_equals_the_plain_path_and_resumes_exactly(tmp_path
     assert train(config, second, checkpoint_dir=tmp_path / "c").status == "succeeded"
     for key in COMPARED:
         assert values(first, key) + values(second, key) == values(whole, key), key
+
+
+def test_fsdp_with_rank_zero_generation_is_refused_naming_the_fields() -> None:
+    with pytest.raises(ConfigError, match=r"distributed\.strategy 'fsdp'.*use strategy 'ddp'"):
+        small("tiny-beta-dpo", "distributed.strategy=fsdp")  # the preset samples win rates at the end
+    small("tiny-beta-dpo", "distributed.strategy=fsdp", "evaluation.at_end=false")  # accepted

@@ -99,12 +99,10 @@ class Trainer:
         self.micro_global = config.optim.micro_batch_size
         if self.micro_global % self.world.size:
             raise ValueError("optim.micro_batch_size must be divisible by the number of processes")
-        if self.parallel.strategy == "fsdp" and (
-            config.evaluation.every or config.evaluation.at_end or config.probes.every
-        ):
+        if self.parallel.strategy == "fsdp" and config.generates_on_rank_zero:  # auto chose fsdp
             raise ValueError(
-                "evaluation (evaluation.every, evaluation.at_end) and probes.every generate on rank 0 alone, "
-                "which an FSDP-sharded policy cannot: set distributed.strategy to 'ddp' or turn them off"
+                "this model is sharded (distributed.strategy 'auto' chose fsdp: it does not fit one GPU "
+                "for ddp), and evaluation/probes generate on rank 0 alone: turn them off for this run"
             )
         self.hooks = EvalHooks.build(config, self.family, self.sink, self.world)
         if has_checkpoint(checkpoint_dir):
