@@ -27,12 +27,12 @@ M = TypeVar("M", bound=BaseModel)
 
 async def body(request: Request, model: type[M]) -> M:
     """The request body as ``model``; the bytes are capped while read, parsed in a worker thread."""
-    data = b""
+    data = bytearray()  # appended in place: a 32 MiB body in many chunks stays linear
     async for chunk in request.stream():
         data += chunk
         if len(data) > MAX_BODY_BYTES:
             raise TooLarge(f"an ingest request is at most {MAX_BODY_BYTES} bytes; send smaller batches")
-    return await run_in_threadpool(_parse, data, model)
+    return await run_in_threadpool(_parse, bytes(data), model)
 
 
 def _parse(data: bytes, model: type[M]) -> M:

@@ -46,6 +46,26 @@ class HealthOut(Out):
     auth: bool
 
 
+class EndpointOut(Out):
+    """A judge endpoint as a run may name it: its name and the models it offers (never its URL or key)."""
+
+    name: str
+    models: list[str]
+
+
+class AllowancesOut(Out):
+    """What a submitted run may reach on this deployment (SECURITY.md): judge endpoints by name, rule
+    judges, hub datasets, the folders models and datasets are read from, and the caps."""
+
+    judge_endpoints: list[EndpointOut]
+    rule_judges: list[str]
+    hub_datasets: list[str]
+    model_roots: list[str]
+    dataset_roots: list[str]
+    max_processes: int
+    max_model_params: int
+
+
 class PresetOut(Out):
     name: str
     config: dict[str, Any]

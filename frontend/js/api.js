@@ -81,6 +81,7 @@ export const api = {
     request("GET", "/compare", { params: { run: runs, key: keys, max_points: maxPoints } }),
   schema: () => request("GET", "/schema"),
   presets: () => request("GET", "/presets"),
+  allowances: () => request("GET", "/allowances"),
   datasets: () => request("GET", "/datasets"),
   preview: (name) => request("GET", `/datasets/${enc(name)}/preview`),
   upload: (file) => {

@@ -232,6 +232,10 @@ def test_behind_login_launch_stop_delete_upload_and_group(guarded: str, tab: Tab
     small.write_text("".join(json.dumps(row) + "\n" for row in rows))
     page.goto(f"{guarded}/#/new")
     page.select_option("#preset-select", "tiny-dpo")
+    note = page.locator("#offered-evaluation-judge-endpoint-note")
+    page.wait_for_function("document.querySelector('#offered-evaluation-judge-endpoint-note')?.textContent")
+    assert note.text_content() == "none configured by the operator"  # no ALIGNSCOPE_JUDGE_ENDPOINTS here
+    assert "on this deployment" in page.locator("#cap-num_processes").text_content()
     page.set_input_files("#dataset-upload", str(small))  # multipart POST: CSRF header too
     report = page.locator("#dataset-report")
     report.locator("text=2 valid, 1 invalid").wait_for()

@@ -102,3 +102,13 @@ def test_rule_judge_entry_points_come_from_the_operators_list(operated, queue):
         body = {**TINY, "evaluation": {"at_end": True, "judge": {"kind": "rule", "entry_point": entry_point}}}
         assert operated.post("/api/runs", json=body).status_code == 201
     assert len(queue.sent) == 2
+
+
+def test_allowances_name_endpoints_and_models_but_never_urls_or_keys(operated):
+    reply = operated.get("/api/allowances")
+    assert reply.status_code == 200
+    body = reply.json()
+    assert body["judge_endpoints"] == [{"name": "lab", "models": ["m", "m2"]}]
+    assert body["rule_judges"] == ["lab_judges.rules:*", "other.mod:score"]
+    assert body["max_processes"] >= 1 and body["max_model_params"] == 2_000_000_000
+    assert "127.0.0.1" not in reply.text and "LAB_JUDGE_KEY" not in reply.text

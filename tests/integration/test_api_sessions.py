@@ -4,16 +4,22 @@ with a matching header is refused), and failed logins are throttled per client a
 
 from __future__ import annotations
 
+import uuid
+from urllib.parse import quote
+
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
 from backend.api import create_app
 from backend.api.login_throttle import LoginThrottle
+from backend.settings import Settings
 from backend.storage import sessions
 from tests.integration.api_support import BASE_URL, TINY
 
 pytest_plugins = ("tests.integration.api_fixtures",)
 TOKEN = "s3cret-token"
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 class Clock:
@@ -102,3 +108,28 @@ def test_sessions_expire(app):
         assert sessions.csrf_of(conn, "x" * 500) is None
         sessions.create(conn, ttl_s=10, now=200.0)  # creating a session deletes the expired ones
         assert sessions.csrf_of(conn, token, now=105.0) is None
+
+
+@pytest.mark.postgres
+def test_sessions_on_postgresql(tmp_path, queue, options):
+    try:
+        admin = psycopg.connect(PG_SERVER, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+    name = f"as_sessions_{uuid.uuid4().hex[:12]}"
+    admin.execute(f"CREATE SCHEMA {name}")
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options={quote(f'-csearch_path={name}')}"
+    settings = Settings(data_dir=tmp_path, database_url=url, api_token=TOKEN)
+    pg_app = create_app(settings, enqueuer=queue, options=options, frontend_dir=None)
+    try:
+        with _browser(pg_app) as browser:
+            cookie, csrf = _login(browser)
+            assert browser.post("/api/runs", json=TINY, headers={"X-CSRF-Token": csrf}).status_code == 201
+            assert browser.post("/api/logout", headers={"X-CSRF-Token": csrf}).status_code == 204
+        with _browser(pg_app) as replay:
+            replay.cookies.set("alignscope_session", cookie)
+            assert replay.get("/api/runs").status_code == 401
+    finally:
+        pg_app.state.context.engine.dispose()
+        admin.execute(f"DROP SCHEMA {name} CASCADE")
+        admin.close()

@@ -1,4 +1,5 @@
-"""Presets, the RunConfig JSON schema (it drives the launch form) and the health check."""
+"""Presets, the RunConfig JSON schema (it drives the launch form), what runs may reach here and the
+health check."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend.api.deps import Ctx
-from backend.api.models import HealthOut, PresetOut
+from backend.api.models import AllowancesOut, EndpointOut, HealthOut, PresetOut
 from backend.config_files import ConfigError, list_presets, load_preset, validate
 from contracts.config import RunConfig
 
@@ -31,6 +32,25 @@ def presets() -> list[PresetOut]:
 @router.get("/schema")
 def schema() -> dict[str, Any]:
     return RunConfig.model_json_schema()
+
+
+@router.get("/allowances")
+def allowances(ctx: Ctx) -> AllowancesOut:
+    """Judge endpoints (names and models only), rule judges, hub datasets, folders and caps that a run
+    submitted here is checked against (the launch form offers them)."""
+    allowed = ctx.allowed
+    endpoints = [
+        EndpointOut(name=n, models=list(e.models)) for n, e in sorted(allowed.judge_endpoints.items())
+    ]
+    return AllowancesOut(
+        judge_endpoints=endpoints,
+        rule_judges=list(allowed.rule_judges),
+        hub_datasets=list(allowed.hub_datasets),
+        model_roots=[str(root) for root in allowed.model_roots],
+        dataset_roots=[str(root) for root in allowed.dataset_roots],
+        max_processes=allowed.max_processes,
+        max_model_params=allowed.max_model_params,
+    )
 
 
 @router.get("/health", responses={503: {"model": HealthOut}})

@@ -4,6 +4,7 @@
 
 import { api, message } from "../api.js";
 import { h, replace } from "../dom.js";
+import { allowanceWidgets } from "../form/allowances.js";
 import { datasetPicker } from "../form/datasets.js";
 import { SchemaForm } from "../form/schema.js";
 import { flatten } from "../run/evals.js";
@@ -24,7 +25,7 @@ class NewRunPage {
     this.schema = schema;
     this.presets = presets;
     this.parent = parent;
-    this.form = new SchemaForm(schema, { "data.path": (input) => datasetPicker(input, () => {
+    this.form = new SchemaForm(schema, { ...allowanceWidgets(), "data.path": (input) => datasetPicker(input, () => {
       this.form.fields.get("data.source").input.value = "file";
       this.form.clearErrors(); // a refusal of the previous dataset no longer applies
       this.summary.hidden = true;
