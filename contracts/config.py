@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from contracts.evaluation_config import EvaluationConfig, ProbeConfig
 from contracts.evaluation_config import JudgeConfig as JudgeConfig
 from contracts.frozen import MAX_BATCH_CAP, MAX_LENGTH_CAP, MAX_ROWS_CAP, MAX_STEPS_CAP, Frozen
+from contracts.parallel_config import DistributedConfig, LoraConfig
 
 # --------------------------------------------------------------------------------------------- model
 
@@ -71,10 +72,18 @@ class ModelConfig(Frozen):
     gguf_file: str | None = Field(None, max_length=512)
     tiny: TinyModelSpec = TinyModelSpec()
     toy: ToySpec = ToySpec()
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="The weights' dtype while training: float32 master weights (bf16 autocast on GPU), or "
+        "bfloat16 weights and AdamW state (half the memory, as TRL trains a model loaded in bf16; updates "
+        "smaller than bf16's resolution are lost). GPU runs only, in practice.",
+    )
     gradient_checkpointing: bool = False
     checkpoint_every_n_layers: int = Field(1, ge=1, le=1024)
     share_prompt: bool = True
+    lora: LoraConfig | None = Field(
+        None, description="LoRA adapters through peft (null: full fine-tuning); see LoraConfig."
+    )
 
     @model_validator(mode="after")
     def _source_fields(self) -> ModelConfig:
@@ -82,6 +91,8 @@ class ModelConfig(Frozen):
             raise ValueError("model.path is required when model.source is 'pretrained'")
         if self.source == "toy" and self.gradient_checkpointing:
             raise ValueError("model.gradient_checkpointing applies to language models, not the toy MLP")
+        if self.source == "toy" and self.lora is not None:
+            raise ValueError("model.lora applies to language models, not the toy MLP")
         if self.checkpoint_every_n_layers > 1 and not self.gradient_checkpointing:
             raise ValueError("model.checkpoint_every_n_layers needs model.gradient_checkpointing: true")
         for name in (self.path, self.gguf_file):
@@ -311,7 +322,12 @@ class RunConfig(Frozen):
     log_every: int = Field(1, ge=1, le=MAX_STEPS_CAP)
     checkpoint_every: int = Field(0, ge=0, le=MAX_STEPS_CAP)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    num_processes: int = Field(1, ge=1, le=64)
+    num_processes: int = Field(
+        1, ge=1, le=64, description="Processes (one per GPU) under torchrun; see ``distributed``."
+    )
+    distributed: DistributedConfig = Field(
+        DistributedConfig(), description="How the processes share the run (ddp, fsdp or auto)."
+    )
 
     @field_validator("name")
     @classmethod
@@ -324,6 +340,12 @@ class RunConfig(Frozen):
     def _consistent(self) -> RunConfig:
         if (self.model.source == "toy") != (self.data.source == "toy"):
             raise ValueError("model.source 'toy' and data.source 'toy' go together")
+        if self.distributed.strategy == "fsdp" and self.generates_on_rank_zero:
+            raise ValueError(
+                "evaluation.every, evaluation.at_end and probes.every generate on rank 0 alone, which a "
+                "policy sharded by distributed.strategy 'fsdp' cannot: use strategy 'ddp' or 'auto', "
+                "or turn them off"
+            )
         if self.beta_dpo.enabled and self.loss.kind == "flex" and self.beta_dpo.dynamic_beta:
             raise ValueError("beta_dpo.dynamic_beta does not apply to the flex loss (two βs); set it false")
         if self.optim.micro_batch_size % self.num_processes:
@@ -332,6 +354,11 @@ class RunConfig(Frozen):
                 f"({self.num_processes}): each process takes an equal share of a micro-batch"
             )
         return self
+
+    @property
+    def generates_on_rank_zero(self) -> bool:
+        """True when the run samples win rates or probe sets (rank 0 generates alone)."""
+        return bool(self.evaluation.every or self.evaluation.at_end or self.probes.every)
 
     @property
     def beta0(self) -> float:

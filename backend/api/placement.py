@@ -21,6 +21,7 @@ from backend.storage.tables import runs as runs_table
 from contracts.config import RunConfig
 
 CHECKPOINT_FILES = ("model.safetensors", "state.pt")
+SHARDED_MARK = "sharded/.metadata"  # an FSDP checkpoint (torch.distributed.checkpoint) has no weights file
 RESUMABLE = ("stopped", "failed")
 
 
@@ -63,7 +64,8 @@ def _blocked(run: RunRow, checkpoints_dir: Path, resumed_as: str | None) -> str 
     if resumed_as is not None:
         return f"already resumed as run {resumed_as}; open that run (and resume it if it stopped)"
     folder = Path(run.checkpoint_path or checkpoints_dir / run.id)
-    if not all((folder / name).is_file() for name in CHECKPOINT_FILES):
+    weights = (folder / CHECKPOINT_FILES[0]).is_file() or (folder / SHARDED_MARK).is_file()
+    if not (weights and (folder / CHECKPOINT_FILES[1]).is_file()):
         return (
             "no checkpoint to resume from (it stopped before its first one; set checkpoint_every); clone it"
         )

@@ -55,7 +55,8 @@ def smollm2_dir() -> Path:
 
 
 def load_policy(config: ModelConfig, seed: int) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The trainable policy and its tokenizer, in float32 (bf16 is applied by autocast on CUDA)."""
+    """The trainable policy and its tokenizer, in ``config.dtype`` (float32 by default: bf16 is then
+    applied by autocast on CUDA, over float32 master weights)."""
     if config.source == "tiny":
         tokenizer = build_tiny_tokenizer(cache_dir() / "tokenizers")
         spec = config.tiny
@@ -83,8 +84,9 @@ def load_policy(config: ModelConfig, seed: int) -> tuple[PreTrainedModel, PreTra
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     disable_dropout(model)
-    if model.dtype != torch.float32:  # GGUF loads de-quantized to float32 already
-        model = model.float()
+    dtype = torch.bfloat16 if config.dtype == "bfloat16" else torch.float32
+    if model.dtype != dtype:  # GGUF loads de-quantized to float32 already
+        model = model.to(dtype)
     if config.gradient_checkpointing:
         enable_checkpointing(model, config.checkpoint_every_n_layers)
     release_freed_memory()
