@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from contracts.config import RunConfig
+from contracts.user_errors import UserError
+from contracts.validation_messages import explain
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
 MAX_CONFIG_BYTES = 256 * 1024
@@ -21,7 +23,7 @@ INTEGER = re.compile(r"[-+]?(0x[0-9a-fA-F_]+|0o[0-7_]+|0b[01_]+|[0-9][0-9_:]*)")
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config that cannot be used; the message names the field or line and the fix."""
 
 
@@ -133,13 +135,10 @@ def validate(data: dict[str, Any]) -> RunConfig:
         raise ConfigError(describe(exc)) from exc
 
 
-def describe(exc: ValidationError) -> str:
-    """One line per pydantic error: the dotted field path and the reason."""
-    lines = []
-    for error in exc.errors():
-        path = ".".join(str(p) for p in error["loc"]) or "config"
-        lines.append(f"{path}: {error['msg']}")
-    return "\n".join(lines)
+def describe(exc: ValidationError, model: type[BaseModel] = RunConfig) -> str:
+    """One line per error: the field as the user wrote it, what is accepted and the fix
+    (``contracts.validation_messages``)."""
+    return "\n".join(problem.line() for problem in explain(model, exc.errors()))
 
 
 def list_presets() -> list[str]:
@@ -165,3 +164,23 @@ def load_config(source: str, overrides: list[str] | None = None) -> RunConfig:
     else:
         data = load_preset(source)
     return validate(apply_overrides(data, overrides or []))
+
+
+def check_local_paths(config: RunConfig) -> None:
+    """ConfigError naming each model or data path of ``config`` that does not exist on this machine
+    (the CLI trains in-process: say so before a run is recorded or torch is loaded)."""
+    problems = []
+    model = config.model
+    if model.source in ("pretrained", "gguf") and model.path and not Path(model.path).expanduser().exists():
+        fix = "a folder with config.json and *.safetensors" if model.source == "pretrained" else "a folder"
+        problems.append(f"model.path: '{model.path}' does not exist — give {fix}, or use model.source: tiny")
+    if config.data.source == "file":
+        for field in ("path", "eval_path"):
+            value = getattr(config.data, field)
+            if value and not Path(value).expanduser().exists():
+                problems.append(
+                    f"data.{field}: '{value}' does not exist — give a .jsonl, .json, .parquet file (or their "
+                    ".gz), or use data.source: bundled for the HH-RLHF sample shipped with AlignScope"
+                )
+    if problems:
+        raise ConfigError("\n".join(problems))

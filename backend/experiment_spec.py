@@ -114,7 +114,7 @@ def load_experiment(source: str) -> ExperimentSpec:
     try:
         return ExperimentSpec.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{path}:\n{describe(exc)}") from exc
+        raise ConfigError(f"{path}:\n{describe(exc, ExperimentSpec)}") from exc
 
 
 def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

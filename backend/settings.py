@@ -89,12 +89,9 @@ def model_roots(settings: Settings) -> tuple[Path, ...]:
 
 def dataset_roots(settings: Settings) -> tuple[Path, ...]:
     """Folders a submitted config may read datasets from: <data_dir>/datasets (where uploads go) and
-    settings.dataset_roots, else the repository's ../shared/data when present."""
-    uploads = settings.data_dir / "datasets"
-    if settings.dataset_roots:
-        return (uploads, *settings.dataset_roots)
-    shared = (REPO_ROOT.parent / "shared" / "data").resolve()
-    return (uploads, *((shared,) if shared.is_dir() else ()))
+    settings.dataset_roots. Nothing outside the deployment by default: the HH presets read the sample
+    shipped in the package (data.source: bundled), which names no path."""
+    return (settings.data_dir / "datasets", *settings.dataset_roots)
 
 
 def _names(value: str | None) -> tuple[str, ...]:

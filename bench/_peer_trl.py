@@ -24,6 +24,7 @@ from transformers import (
     TrainerCallback,
 )
 
+from bench._gpu import synchronize, trl_best_settings
 from contracts.config import RunConfig
 from worker.engine.data.pairs import TokenizedPair, load_pairs
 from worker.engine.model.loading import SMOLLM2_FILE, load_policy, smollm2_dir
@@ -40,6 +41,7 @@ class StepClock(TrainerCallback):
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if not self.ends:
             self._first_step_done()
+        synchronize()
         self.ends.append(time.perf_counter())
 
 
@@ -88,10 +90,16 @@ def peer_texts(pairs: list[TokenizedPair], tokenizer: PreTrainedTokenizerBase) -
     return columns
 
 
-def _dpo_config(config: RunConfig, total_steps: int, output_dir: str) -> Any:
+def _dpo_config(config: RunConfig, total_steps: int, output_dir: str, best: dict[str, Any]) -> Any:
     from trl import DPOConfig
 
     optim = config.optim
+    fields = {
+        "precompute_ref_log_probs": True,
+        "bf16": config.device == "cuda",
+        "gradient_checkpointing": False,
+        **best,
+    }
     return DPOConfig(
         output_dir=output_dir,
         per_device_train_batch_size=optim.micro_batch_size,
@@ -107,10 +115,7 @@ def _dpo_config(config: RunConfig, total_steps: int, output_dir: str) -> Any:
         loss_type=["sigmoid"],
         max_length=config.data.max_length,
         truncation_mode="keep_start",
-        precompute_ref_log_probs=True,
-        bf16=config.device == "cuda",
         fp16=False,
-        gradient_checkpointing=False,
         use_cpu=config.device != "cuda",
         seed=config.seed,
         data_seed=config.seed,
@@ -123,6 +128,7 @@ def _dpo_config(config: RunConfig, total_steps: int, output_dir: str) -> Any:
         save_strategy="no",
         report_to="none",
         disable_tqdm=True,
+        **fields,
     )
 
 
@@ -137,30 +143,57 @@ def _token_ratio(trainer: Any, pairs: list[TokenizedPair], max_length: int) -> f
     return theirs / max(ours, 1)
 
 
-def measure_trl(config: RunConfig, first_step_done: Callable[[], None]) -> dict[str, Any]:
+def _lora_config() -> Any:
+    """TRL's LoRA: peft's config handed to DPOTrainer (the same shape as ours: r 16, all linear layers)."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
+
+
+def measure_trl(
+    config: RunConfig,
+    first_step_done: Callable[[], None],
+    best: bool = False,
+    lora: bool = False,
+    checkpointing: bool = False,
+) -> dict[str, Any]:
     """TRL's DPOTrainer for ``config.optim.max_steps`` steps: the clock reading at the end of every
-    step (``ends``), tokens per our token, pairs, and the versions measured."""
+    step (``ends``), tokens per our token, pairs, and the versions measured. best: TRL's fastest
+    settings on the device (bench/_gpu.py: bf16 weights, padding-free and Liger where they apply);
+    lora: peft adapters (``_lora_config``); checkpointing: gradient checkpointing."""
+
     import datasets
     import trl
     from trl import DPOTrainer
 
     datasets.disable_progress_bars()
+    settings = trl_best_settings(config.device) if best else {"fields": {}, "notes": {}}
+    if checkpointing:
+        settings["fields"]["gradient_checkpointing"] = True
     model, tokenizer = peer_model(config)
+    if best and config.device == "cuda":
+        model = model.to(torch.bfloat16)
+        if settings["fields"].get("padding_free"):
+            model.config._attn_implementation = "flash_attention_2"
     pairs = load_pairs(config.data, tokenizer).train
     dataset = datasets.Dataset.from_dict(peer_texts(pairs, tokenizer))
     clock = StepClock(first_step_done)
     with tempfile.TemporaryDirectory(prefix="alignscope-bench-trl-") as output_dir:
         trainer = DPOTrainer(
             model=model,
-            args=_dpo_config(config, config.optim.max_steps, output_dir),
+            args=_dpo_config(config, config.optim.max_steps, output_dir, settings["fields"]),
             train_dataset=dataset,
             processing_class=tokenizer,
             callbacks=[clock],
+            peft_config=_lora_config() if lora else None,
         )
         trainer.train()
     return {
         "ends": clock.ends,
         "token_ratio": _token_ratio(trainer, pairs, config.data.max_length),
+        "tokens_per_pair": sum(2 * len(p.prompt_ids) + len(p.chosen_ids) + len(p.rejected_ids) for p in pairs)
+        / max(len(pairs), 1),
         "pairs": len(pairs),
         "versions": {"trl": trl.__version__, "torch": torch.__version__},
+        "peer_settings": settings["notes"],
     }

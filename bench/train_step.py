@@ -4,6 +4,7 @@ Run from the repository root (see bench/README.md)::
 
     .venv/bin/python -m bench.train_step --model tiny
     .venv/bin/python -m bench.train_step --model smollm2
+    python -m bench.train_step --device cuda --model smollm2     # or --model llama1b (random init)
 
 Three measurements, each in its own spawned process (so peak RSS is that side's alone), interleaved
 over ``--repeats`` rounds with the order rotated every round:
@@ -12,7 +13,9 @@ over ``--repeats`` rounds with the order rotated every round:
   records (the 3D monitor runs only in emission);
 - ``ours_full``: β-DPO with every diagnostic: metrics, 3D monitor and pair records at every step;
 - ``trl``: TRL's DPOTrainer (``bench/_peer_trl.py``) with ``precompute_ref_log_probs=True``,
-  ``bf16=False``, ``gradient_checkpointing=False`` on CPU.
+  ``bf16=False``, ``gradient_checkpointing=False`` on CPU; on CUDA (``--peer trl-best``, its default
+  there) at its best settings: bf16 weights, padding-free and Liger kernels where they install and
+  apply (``bench/_gpu.py``; the line's ``peer_settings`` says which were on).
 
 All three use the same model and initial weights, the same pairs in the same order (ours unshuffled,
 TRL's sequential sampler), batch, micro-batch, max length, AdamW, learning rate and schedule, and the
@@ -24,7 +27,9 @@ peak RSS (``ru_maxrss`` of the child, loading included) the largest.
 
 Progress goes to stderr; the last line on stdout is one JSON object:
 ``speedup_vs_trl = trl_s / ours_s``, ``diag_overhead = ours_full_s / ours_s``,
-``rss_ratio_vs_trl = peak RSS of ours_bare / peak RSS of trl``.
+``rss_ratio_vs_trl = peak RSS of ours_bare / peak RSS of trl``; on CUDA also ``tokens_per_s`` (the
+2B-row tokens of the average pair × batch / s per step, the same count for both sides),
+``gpu_mem_ratio_vs_trl`` (peak CUDA memory of ours_bare / trl's) and the card's name.
 """
 
 from __future__ import annotations
@@ -35,7 +40,6 @@ import json
 import math
 import multiprocessing
 import os
-import resource
 import shutil
 import statistics
 import sys
@@ -50,16 +54,19 @@ from pathlib import Path
 from typing import Any
 
 from backend.config_files import apply_overrides, load_preset, validate
+from bench._memory import PeakMemory
 from contracts.config import MAX_STEPS_CAP, RunConfig
 
 REPO = Path(__file__).resolve().parents[1]
 HH_PATH = Path(
     os.environ.get(
-        "ALIGNSCOPE_HH_PATH", REPO.parent / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
+        "ALIGNSCOPE_HH_PATH",
+        REPO / "worker" / "engine" / "data" / "hh" / "hh-rlhf-harmless-base-test.jsonl.gz",
     )
 )
 VARIANTS = ("ours_bare", "ours_full", "trl")
 TARGETS = {"speedup_vs_trl": {"tiny": 1.6, "smollm2": 1.4}, "diag_overhead": 1.05, "rss_ratio_vs_trl": 0.7}
+CUDA_TARGETS = {"speedup_vs_trl": {"smollm2": 1.3, "llama1b": 1.3}, "gpu_mem_ratio_vs_trl": 1.0}
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,7 @@ class Plan:
     device: str = "cpu"
     model_dir: str | None = None
     ours_set: tuple[str, ...] = ()  # extra dotted overrides for our two variants (e.g. memory savers)
+    trl_mode: str = "trl"  # "trl-best": TRL's fastest settings on the device (bench/_gpu.py)
 
     @property
     def total_steps(self) -> int:
@@ -97,11 +105,17 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                    "max_length": 256},
     "smollm2": {"data": "hh", "steps": 3, "warmup": 1, "repeats": 1, "batch": 4, "micro_batch": 4,
                 "max_length": 128},
+    "llama1b": {"data": "hh", "steps": 8, "warmup": 2, "repeats": 2, "batch": 16, "micro_batch": 8,
+                "max_length": 512},
+}  # fmt: skip
+CUDA_DEFAULTS: dict[str, dict[str, Any]] = {  # HH pairs at their real length mix (few cut at 512)
+    "smollm2": {"steps": 10, "warmup": 3, "repeats": 2, "batch": 16, "micro_batch": 8, "max_length": 512},
 }  # fmt: skip
 QUICK: dict[str, Any] = {
     "steps": 2, "warmup": 1, "repeats": 1, "batch": 4, "micro_batch": 4, "max_length": 32
 }  # fmt: skip
-PRESETS = {"tiny": "tiny-dpo", "smollm2": "smollm2-hh-dpo", "pretrained": "smollm2-hh-dpo"}
+PRESETS = {"tiny": "tiny-dpo", "smollm2": "smollm2-hh-dpo", "pretrained": "smollm2-hh-dpo",
+           "llama1b": "smollm2-hh-dpo"}  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------- configs
@@ -130,7 +144,7 @@ def run_config(plan: Plan, variant: str) -> RunConfig:
         *_data_overrides(plan),
         "reference.mode=precomputed",
         f"device={plan.device}",
-        *(["model.source=pretrained", f"model.path={plan.model_dir}"] if plan.model == "pretrained" else []),
+        *(["model.source=pretrained", f"model.path={plan.model_dir}"] if plan.model_dir else []),
         "optim.optimizer=adamw",
         f"optim.batch_size={plan.batch}",
         f"optim.micro_batch_size={plan.micro_batch}",
@@ -148,38 +162,10 @@ def run_config(plan: Plan, variant: str) -> RunConfig:
 # ---------------------------------------------------------------------------------------- measurement
 
 
-class PeakMemory:
-    """Peak RSS of this process in MiB: overall, and since the end of the first optimizer step (model
-    loading and the reference precompute behind us), via Linux's resettable high-water mark."""
-
-    def __init__(self) -> None:
-        self._before: float | None = None
-
-    def first_step_done(self) -> None:
-        """Records the peak so far and resets the high-water mark (once; later calls do nothing)."""
-        if self._before is not None:
-            return
-        self._before = _high_water_mb()
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            self._before = math.nan
-
-    def report(self) -> dict[str, float | None]:
-        """``rss_mb``: the whole process's peak; ``train_rss_mb``: the peak after the first step."""
-        now = _high_water_mb()
-        if self._before is None or math.isnan(self._before):
-            return {"rss_mb": now, "train_rss_mb": None}
-        return {"rss_mb": max(self._before, now), "train_rss_mb": now}
-
-
-def _high_water_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def measure_ours(config: RunConfig, memory: PeakMemory) -> dict[str, Any]:
     """``worker.engine.loop.train`` to the end: the clock reading at the end of every step (``ends``).
     The clock is ``should_stop``, which the loop polls once per step right after the update."""
+    from bench._gpu import synchronize
     from worker.engine.loop import train
     from worker.engine.sinks import NullSink
 
@@ -188,6 +174,7 @@ def measure_ours(config: RunConfig, memory: PeakMemory) -> dict[str, Any]:
     def should_stop() -> bool:
         if not ends:
             memory.first_step_done()
+        synchronize()
         ends.append(time.perf_counter())
         return False
 
@@ -219,12 +206,13 @@ def _child(conn: Connection, variant: str, config: RunConfig, plan: Plan) -> Non
         if variant == "trl":
             from bench._peer_trl import measure_trl
 
-            result = measure_trl(config, memory.first_step_done)
+            result = measure_trl(config, memory.first_step_done, best=plan.trl_mode == "trl-best")
         else:
             result = measure_ours(config, memory)
         result.update(window(result.pop("ends"), plan.warmup, plan.steps))
         result.update(memory.report())
         result["threads_seen"] = torch.get_num_threads()
+        result["card"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
         conn.send(("ok", result))
     except BaseException:
         conn.send(("error", traceback.format_exc()))
@@ -325,6 +313,8 @@ def summarize(plan: Plan, results: dict[str, list[dict[str, Any]]]) -> dict[str,
         "median_step_diag_overhead": round(typical["ours_full"] / typical["ours_bare"], 3),
         **asdict(plan),
     }
+    if plan.device == "cuda":
+        return {**report, **cuda_figures(plan, results, seconds)}
     speed_target = TARGETS["speedup_vs_trl"].get(plan.model)
     report["targets"] = {
         "speedup_vs_trl": speed_target,
@@ -337,6 +327,31 @@ def summarize(plan: Plan, results: dict[str, list[dict[str, Any]]]) -> dict[str,
         "rss_ratio_vs_trl": report["rss_ratio_vs_trl"] <= TARGETS["rss_ratio_vs_trl"],
     }
     return report
+
+
+def cuda_figures(plan: Plan, results: dict[str, list[dict[str, Any]]], seconds: dict[str, float]) -> dict:
+    """Tokens/s, peak GPU memory, the card, TRL's settings and the CUDA targets (bench/_gpu.py)."""
+    peer = results["trl"][0]
+    tokens = {v: peer["tokens_per_pair"] * plan.batch / seconds[v] for v in VARIANTS}
+    gpu = {v: max(r["gpu_mb"] or math.nan for r in results[v]) for v in VARIANTS}
+    gpu_train = {v: max(r["gpu_train_mb"] or math.nan for r in results[v]) for v in VARIANTS}
+    figures = {
+        "card": peer["card"],
+        "peer_settings": peer["peer_settings"],
+        "tokens_per_s": {v: round(tokens[v]) for v in VARIANTS},
+        "tokens_ratio_vs_trl": round(tokens["ours_bare"] / tokens["trl"], 3),
+        "gpu_mb": {v: round(gpu[v], 1) for v in VARIANTS},
+        "gpu_train_mb": {v: round(gpu_train[v], 1) for v in VARIANTS},
+        "gpu_mem_ratio_vs_trl": round(gpu["ours_bare"] / gpu["trl"], 3),
+    }
+    target = CUDA_TARGETS["speedup_vs_trl"].get(plan.model)
+    figures["targets"] = {**CUDA_TARGETS, "speedup_vs_trl": target, "diag_overhead": TARGETS["diag_overhead"]}
+    figures["meets_targets"] = {
+        "speedup_vs_trl": target is not None and figures["tokens_ratio_vs_trl"] >= target,
+        "gpu_mem_ratio_vs_trl": figures["gpu_mem_ratio_vs_trl"] <= CUDA_TARGETS["gpu_mem_ratio_vs_trl"],
+        "diag_overhead": seconds["ours_full"] / seconds["ours_bare"] <= TARGETS["diag_overhead"],
+    }
+    return figures
 
 
 def parse_plan(argv: list[str] | None = None) -> Plan:
@@ -357,22 +372,27 @@ def parse_plan(argv: list[str] | None = None) -> Plan:
     parser.add_argument("--quick", action="store_true", help="a very small smoke run")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="cuda: both sides train in bf16 autocast on the GPU")  # fmt: skip
-    parser.add_argument("--model-dir", help="with --model pretrained: a local model folder (safetensors)")
+    parser.add_argument("--model-dir", help="pretrained: a local model folder (safetensors); "
+                        "llama1b: where the random model is made (kept for reruns)")  # fmt: skip
     parser.add_argument("--set", dest="ours_set", action="append", default=[], metavar="KEY=VALUE",
                         help="dotted override, ours only: model.gradient_checkpointing=false")  # fmt: skip
+    parser.add_argument("--peer", choices=("trl", "trl-best"),
+                        help="TRL set like ours (trl, CPU default) or its fastest (trl-best)")  # fmt: skip
     args = parser.parse_args(argv)
-    values = {**DEFAULTS[args.model], **(QUICK if args.quick else {})}
+    cuda = CUDA_DEFAULTS.get(args.model, {}) if args.device == "cuda" else {}
+    values = {**DEFAULTS[args.model], **cuda, **(QUICK if args.quick else {})}
     for key in ("data", "steps", "warmup", "repeats", "batch", "micro_batch", "max_length"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
     if values["batch"] % values["micro_batch"] and args.micro_batch is None:
         values["micro_batch"] = values["batch"]
     values["max_prompt_length"] = args.max_prompt_length or values["max_length"] // 2
-    if args.model == "pretrained" and not args.model_dir:
-        parser.error("--model pretrained needs --model-dir")
+    if args.model in ("pretrained", "llama1b") and not args.model_dir:
+        parser.error(f"--model {args.model} needs --model-dir (llama1b: where the random model is made)")
+    peer = args.peer or ("trl-best" if args.device == "cuda" else "trl")
     plan = Plan(
         model=args.model, threads=args.threads, device=args.device, model_dir=args.model_dir,
-        ours_set=tuple(args.ours_set), **values,
+        ours_set=tuple(args.ours_set), trl_mode=peer, **values,
     )  # fmt: skip
     if plan.warmup < 1 or plan.steps < 1 or plan.repeats < 1:
         parser.error("--warmup, --steps and --repeats must be at least 1")
@@ -383,6 +403,11 @@ def parse_plan(argv: list[str] | None = None) -> Plan:
 
 def main(argv: list[str] | None = None) -> None:
     plan = parse_plan(argv)
+    if plan.model == "llama1b":
+        from bench._gpu import parameters_b, random_llama, smollm2_tokenizer_dir
+
+        folder = random_llama(Path(plan.model_dir or ""), smollm2_tokenizer_dir())
+        print(f"random Llama: {parameters_b(folder):.2f} B parameters in {folder}", file=sys.stderr)
     print(f"bench train_step: {plan}", file=sys.stderr, flush=True)
     load_before = os.getloadavg()[0]
     report = summarize(plan, measure(plan))

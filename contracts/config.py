@@ -3,7 +3,7 @@ and the launch form (its JSON schema generates the form).
 
 Every part is a frozen pydantic model with ``extra="forbid"`` and bounds, so a bad config is rejected
 with the offending field named. Units: learning rates per optimizer step, lengths in tokens, β in
-inverse nats (DPO's β), α in u-units (SCIENCE.md "Product decisions" 1).
+inverse nats (DPO's β), α in u-units (docs/SCIENCE.md "Product decisions" 1).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from contracts.evaluation_config import EvaluationConfig, ProbeConfig
 from contracts.evaluation_config import JudgeConfig as JudgeConfig
 from contracts.frozen import MAX_BATCH_CAP, MAX_LENGTH_CAP, MAX_ROWS_CAP, MAX_STEPS_CAP, Frozen
+from contracts.parallel_config import DistributedConfig, LoraConfig
 
 # --------------------------------------------------------------------------------------------- model
 
@@ -37,7 +38,7 @@ class TinyModelSpec(Frozen):
 
 
 class ToySpec(Frozen):
-    """The 3D-properties toy (SCIENCE.md §C.3 concrete spec): 4 one-hot prompts, 10 responses."""
+    """The 3D-properties toy (docs/SCIENCE.md §C.3 concrete spec): 4 one-hot prompts, 10 responses."""
 
     scenario: Literal["s1", "s2", "s3", "s4"] = "s1"
     hidden: int = Field(64, ge=4, le=1024)
@@ -71,10 +72,18 @@ class ModelConfig(Frozen):
     gguf_file: str | None = Field(None, max_length=512)
     tiny: TinyModelSpec = TinyModelSpec()
     toy: ToySpec = ToySpec()
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="The weights' dtype while training: float32 master weights (bf16 autocast on GPU), or "
+        "bfloat16 weights and AdamW state (half the memory, as TRL trains a model loaded in bf16; updates "
+        "smaller than bf16's resolution are lost). GPU runs only, in practice.",
+    )
     gradient_checkpointing: bool = False
     checkpoint_every_n_layers: int = Field(1, ge=1, le=1024)
     share_prompt: bool = True
+    lora: LoraConfig | None = Field(
+        None, description="LoRA adapters through peft (null: full fine-tuning); see LoraConfig."
+    )
 
     @model_validator(mode="after")
     def _source_fields(self) -> ModelConfig:
@@ -82,6 +91,8 @@ class ModelConfig(Frozen):
             raise ValueError("model.path is required when model.source is 'pretrained'")
         if self.source == "toy" and self.gradient_checkpointing:
             raise ValueError("model.gradient_checkpointing applies to language models, not the toy MLP")
+        if self.source == "toy" and self.lora is not None:
+            raise ValueError("model.lora applies to language models, not the toy MLP")
         if self.checkpoint_every_n_layers > 1 and not self.gradient_checkpointing:
             raise ValueError("model.checkpoint_every_n_layers needs model.gradient_checkpointing: true")
         for name in (self.path, self.gguf_file):
@@ -113,12 +124,19 @@ class ConstructedDataSpec(Frozen):
     context_lines: int = Field(2, ge=1, le=8)
 
 
+BundledDataset = Literal["hh-rlhf-harmless-base-test"]
+"""The preference samples shipped inside the package (worker/engine/data/<family>/, with licences)."""
+
+
 class DataConfig(Frozen):
     """Training (and eval) preference data.
 
     source: ``file`` reads ``path`` (.jsonl, .json, .gz, .parquet or a ``datasets`` save_to_disk folder);
-    ``constructed`` generates pairs; ``hub`` uses ``datasets.load_dataset(path)`` when online; ``toy``
-    is the toy's 16 pairs. format ``auto`` detects TRL standard, TRL conversational or HH per file.
+    ``bundled`` reads the sample named by ``bundled`` that ships inside the package (no path, no
+    network: ``hh-rlhf-harmless-base-test`` is the 2,312-pair test split of Anthropic's HH-RLHF
+    harmless-base, MIT); ``constructed`` generates pairs; ``hub`` uses ``datasets.load_dataset(path)``
+    when online; ``toy`` is the toy's 16 pairs. format ``auto`` detects TRL standard, TRL
+    conversational or HH per file.
     Truncation: prompts keep their END (the last ``max_prompt_length`` tokens), responses keep their START
     and are cut to fit ``max_length``; every truncated row is counted.
     label_noise: plant noise for an audit — chosen and rejected are swapped in round(label_noise · n)
@@ -127,7 +145,8 @@ class DataConfig(Frozen):
     label_noise.py), so the outlier inspector can be scored against them.
     """
 
-    source: Literal["file", "constructed", "hub", "toy"] = "constructed"
+    source: Literal["file", "bundled", "constructed", "hub", "toy"] = "constructed"
+    bundled: BundledDataset = "hh-rlhf-harmless-base-test"
     path: str | None = Field(None, max_length=4096)
     eval_path: str | None = Field(None, max_length=4096)
     format: Literal["auto", "standard", "conversational", "hh"] = "auto"
@@ -146,6 +165,12 @@ class DataConfig(Frozen):
             raise ValueError("data.max_prompt_length must be smaller than data.max_length")
         if self.source in ("file", "hub") and not self.path:
             raise ValueError(f"data.path is required when data.source is '{self.source}'")
+        if self.source == "bundled" and (self.path or self.eval_path):
+            raise ValueError(
+                "data.path and data.eval_path do not apply to data.source 'bundled' (data.bundled names "
+                "the sample, eval_fraction holds some of it out): remove them, or set data.source: file "
+                "to read your own file"
+            )
         return self
 
 
@@ -214,7 +239,7 @@ class SftTermConfig(Frozen):
 
 
 class BetaDpoConfig(Frozen):
-    """β-DPO calibrator (SCIENCE.md Product decisions 1–3). ``enabled`` False means plain ``loss``.
+    """β-DPO calibrator (docs/SCIENCE.md Product decisions 1–3). ``enabled`` False means plain ``loss``.
 
     keep_ratio ρ: fraction of each micro-batch kept by β-guided filtering (floor(N·ρ) pairs).
     alpha α: in u-units (code units); ``discrepancy_units: paper`` multiplies M by β0 first.
@@ -271,7 +296,7 @@ class OptimConfig(Frozen):
 
 
 class DiagnosticsConfig(Frozen):
-    """3D-properties detectors (SCIENCE.md §C.5) and what is recorded.
+    """3D-properties detectors (docs/SCIENCE.md §C.5) and what is recorded.
 
     window K: steps in the least-squares slope window; kappa κ: D1 alert when D1_rate < −κ;
     consecutive J: D2 needs J consecutive degraded windows after the chosen peak;
@@ -308,7 +333,12 @@ class RunConfig(Frozen):
     log_every: int = Field(1, ge=1, le=MAX_STEPS_CAP)
     checkpoint_every: int = Field(0, ge=0, le=MAX_STEPS_CAP)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    num_processes: int = Field(1, ge=1, le=64)
+    num_processes: int = Field(
+        1, ge=1, le=64, description="Processes (one per GPU) under torchrun; see ``distributed``."
+    )
+    distributed: DistributedConfig = Field(
+        DistributedConfig(), description="How the processes share the run (ddp, fsdp or auto)."
+    )
 
     @field_validator("name")
     @classmethod
@@ -321,6 +351,12 @@ class RunConfig(Frozen):
     def _consistent(self) -> RunConfig:
         if (self.model.source == "toy") != (self.data.source == "toy"):
             raise ValueError("model.source 'toy' and data.source 'toy' go together")
+        if self.distributed.strategy == "fsdp" and self.generates_on_rank_zero:
+            raise ValueError(
+                "evaluation.every, evaluation.at_end and probes.every generate on rank 0 alone, which a "
+                "policy sharded by distributed.strategy 'fsdp' cannot: use strategy 'ddp' or 'auto', "
+                "or turn them off"
+            )
         if self.beta_dpo.enabled and self.loss.kind == "flex" and self.beta_dpo.dynamic_beta:
             raise ValueError("beta_dpo.dynamic_beta does not apply to the flex loss (two βs); set it false")
         if self.optim.micro_batch_size % self.num_processes:
@@ -329,6 +365,11 @@ class RunConfig(Frozen):
                 f"({self.num_processes}): each process takes an equal share of a micro-batch"
             )
         return self
+
+    @property
+    def generates_on_rank_zero(self) -> bool:
+        """True when the run samples win rates or probe sets (rank 0 generates alone)."""
+        return bool(self.evaluation.every or self.evaluation.at_end or self.probes.every)
 
     @property
     def beta0(self) -> float:

@@ -1,5 +1,5 @@
 """The evaluation part of RunConfig: the judge (reward model, rule or OpenAI-compatible, with prices),
-when and how win rates are sampled, and the probe sets (SCIENCE.md §C.5)."""
+when and how win rates are sampled, and the probe sets (docs/SCIENCE.md §C.5)."""
 
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ class EvaluationConfig(Frozen):
 
 
 class ProbeConfig(Frozen):
-    """Probe sets for dispersion (SCIENCE.md §C.5 D3): held-out prompts with chosen, rejected,
+    """Probe sets for dispersion (docs/SCIENCE.md §C.5 D3): held-out prompts with chosen, rejected,
     unseen (reference samples drawn at step 0, fixed) and mismatched (another prompt's chosen)
     responses; per-token log-ratios per group every ``every`` steps (0 = off)."""
 

@@ -92,7 +92,7 @@ def eval_win_rate(opponent: str, temperature: float) -> str:
     return f"{EVAL_WIN_RATE_PREFIX}/{opponent}/T={temperature:g}"
 
 
-# Probe sets (SCIENCE.md §C.5 D3): mean per-token log-ratio (s_θ − s_ref)/n of each response group.
+# Probe sets (docs/SCIENCE.md §C.5 D3): mean per-token log-ratio (s_θ − s_ref)/n of each response group.
 PROBE_LOGRATIO_CHOSEN = "probe/logratio/chosen"
 PROBE_LOGRATIO_REJECTED = "probe/logratio/rejected"
 PROBE_LOGRATIO_UNSEEN = "probe/logratio/unseen"

@@ -24,12 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from contracts.user_errors import UserError
+
 BATCH_ROWS = 32
 MAX_PARQUET_RATIO = 100
 MIB = 1024 * 1024
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A dataset that cannot be used at all: unreadable, unsupported, or without one valid row."""
 
 

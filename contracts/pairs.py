@@ -176,6 +176,12 @@ def validate_records(
 
 
 def _no_valid_rows(report: ValidationReport) -> str:
+    if report.rows == 0:
+        return (
+            f"{report.path}: the file holds no rows (it is empty, or only blank lines): a dataset needs one "
+            'preference pair per line, e.g. {"prompt": "2+2=", "chosen": "4", "rejected": "5"} '
+            "(TRL standard; TRL conversational and Anthropic HH rows are read too)"
+        )
     shown = "\n".join(f"  {problem}" for problem in report.problems[:SHOWN_PROBLEMS])
     more = report.problem_count - SHOWN_PROBLEMS
     tail = f"\n  … and {more} more" if more > 0 else ""

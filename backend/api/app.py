@@ -33,6 +33,7 @@ from backend.api.routers import (
     presets,
     runs,
     stream,
+    workers,
 )
 from backend.api.security import SecurityMiddleware
 from backend.queue import Enqueuer, default_enqueuer
@@ -41,7 +42,20 @@ from backend.storage import sessions
 from backend.storage.db import init_db, make_engine, reader
 
 FRONTEND_DIR = REPO_ROOT / "frontend"
-ROUTERS = (runs, logs, metrics, pairs, compare, stream, datasets, presets, experiments, login, ingest)
+ROUTERS = (
+    runs,
+    logs,
+    metrics,
+    pairs,
+    compare,
+    stream,
+    datasets,
+    presets,
+    experiments,
+    login,
+    ingest,
+    workers,
+)
 
 
 def session_csrf(engine: Engine, cookie: str) -> str | None:

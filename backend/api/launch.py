@@ -18,17 +18,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from backend.api import placement
 from backend.api.data_rows import check_enough_rows
 from backend.api.deps import ApiContext, find_run
 from backend.api.errors import Conflict, Invalid, config_invalid
 from backend.api.paths import checked
+from backend.api.placement import CHECKPOINT_FILES
 from backend.config_files import apply_overrides
 from backend.storage import runs
 from backend.storage.runs import RunRow
 from contracts.config import RunConfig
 
-CHECKPOINT_FILES = ("model.safetensors", "state.pt")
-RESUMABLE = ("stopped", "failed")
 EXTERNAL = (
     "was trained by an external trainer ({source}) that streamed its rows in: AlignScope has neither its "
     "checkpoint nor a config its engine can run, so it cannot {action} it; rerun the trainer's script instead"
@@ -57,6 +57,7 @@ def launch(
     for config in configs:
         check_enough_rows(config, ctx.options.read_budget(), ctx.options.preview_scan_rows)
     with ctx.engine.begin() as conn:
+        placement.check_placeable(conn, configs)
         ids = [
             runs.create_run(conn, c.model_dump_json(), c.name, c.preset, c.group, parent_id, resume_step)
             for c in configs
@@ -84,11 +85,11 @@ def _copy_checkpoint(source: Path, target: Path) -> None:
 def resume(ctx: ApiContext, parent: RunRow) -> RunRow:
     """A new queued run with the parent's config, continuing from the parent's checkpoint."""
     _native(parent, "resume")
-    if parent.status not in RESUMABLE:
-        raise Conflict(f"run {parent.id} is {parent.status}; only a stopped or failed run can be resumed")
+    with ctx.reads.begin() as conn:
+        blocked = placement.resume_blocked(conn, ctx.checkpoints_dir, parent)
+    if blocked is not None:
+        raise Conflict(f"run {parent.id} cannot be resumed: {blocked}")
     folder = Path(parent.checkpoint_path or ctx.checkpoints_dir / parent.id)
-    if not all((folder / name).is_file() for name in CHECKPOINT_FILES):
-        raise Conflict(f"run {parent.id} has no checkpoint to resume from (set checkpoint_every)")
     step = checkpoint_step(folder / CHECKPOINT_FILES[0])
     resume_step = step if step is not None else parent.step or 0
     return launch(ctx, [_stored_config(parent.config)], parent.id, folder, resume_step)[0]

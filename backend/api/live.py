@@ -22,12 +22,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from itertools import groupby
+from pathlib import Path
 from typing import TypeVar
 
 from fastapi import Request
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
+from backend.api import placement
 from backend.api.deps import ApiContext
 from backend.api.models import PointsEvent, RunOut
 from backend.storage import metrics, runs
@@ -49,6 +51,7 @@ class Cursor:
     pair_seq: int = 0
     seen: dict[str, tuple[object, ...]] = field(default_factory=dict)
     ended: bool = False
+    checkpoints_dir: Path | None = None  # set: status events say whether Resume can work
 
 
 def start(conn: Connection, run_id: str | None, after: int | None) -> Cursor:
@@ -118,7 +121,12 @@ def _status_frames(conn: Connection, cursor: Cursor) -> list[str]:
         if cursor.seen.get(run_id) != signature:
             row = runs.get_run(conn, run_id)
             if row is not None:
-                frames.append(_frame("status", RunOut.of(row).model_dump_json()))
+                out = (
+                    placement.annotated(conn, cursor.checkpoints_dir, [row])[0]
+                    if cursor.checkpoints_dir
+                    else RunOut.of(row)
+                )
+                frames.append(_frame("status", out.model_dump_json()))
     cursor.seen = now
     return frames
 
@@ -128,6 +136,7 @@ async def events(
 ) -> AsyncIterator[str]:
     """The SSE body: database reads run in worker threads, waits on the event loop."""
     cursor = await asyncio.to_thread(_read, ctx, start, run_id, after)
+    cursor.checkpoints_dir = ctx.checkpoints_dir
     yield f"retry: {RETRY_MS}\n\n"
     last_event = last_write = time.monotonic()
     while not cursor.ended and not await request.is_disconnected():

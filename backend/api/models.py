@@ -73,7 +73,9 @@ class PresetOut(Out):
 
 
 class RunOut(Out):
-    """A run row as the dashboard sees it. eta_s: seconds left, only while running."""
+    """A run row as the dashboard sees it. eta_s: seconds left, only while running. resumable /
+    resume_blocked: whether Resume can work and why not; waiting_for: what a queued run waits for
+    ("a worker with CUDA") when no live worker can start it (``backend.api.placement``)."""
 
     id: str
     name: str
@@ -102,6 +104,9 @@ class RunOut(Out):
         None, description="None for a run of AlignScope's engine; else the external trainer that streamed it."
     )
     external: bool = Field(False, description="Streamed in by an external trainer: no resume, no clone.")
+    resumable: bool = False
+    resume_blocked: str | None = None
+    waiting_for: str | None = None
 
     @classmethod
     def of(cls, row: RunRow) -> RunOut:

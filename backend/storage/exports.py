@@ -26,12 +26,14 @@ from backend.storage.lineage import Segment
 from backend.storage.pairs import add_texts, z_score
 from backend.storage.tables import metric_points, metric_series, pair_records
 from contracts.metric_keys import PAIR_COLUMNS
+from contracts.user_errors import UserError
 
 METRIC_COLUMNS: tuple[str, ...] = ("run_id", "key", "step", "value", "wall_time")
 PAIR_EXPORT_COLUMNS: tuple[str, ...] = ("run_id", *PAIR_COLUMNS, "z", "prompt", "chosen", "rejected")
 ExportRow = tuple[object, ...]
 
 _BATCH = 65_536
+EXPORT_SUFFIXES = (".csv", ".parquet")
 _STRING = ("run_id", "key", "pair_id", "prompt", "chosen", "rejected")
 _INT = ("step", "micro_batch", "chosen_tokens", "rejected_tokens")
 _BOOL = ("kept",)
@@ -103,13 +105,28 @@ def _stream(conn: Connection, stmt: Select) -> Iterator[ExportRow]:
         yield tuple(values)
 
 
+class ExportFormatError(UserError):
+    """An export path whose extension names no format we write."""
+
+
+def export_format_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be an export target (the fix included), or None when it can."""
+    target = Path(path)
+    if target.suffix not in EXPORT_SUFFIXES:
+        written = f"'{target.suffix}'" if target.suffix else "no extension"
+        return f"'{target}' has {written}; the format is chosen by the extension: use .csv or .parquet"
+    if not target.parent.is_dir():
+        return f"'{target.parent}' is not a folder: create it first or write the export elsewhere"
+    return None
+
+
 def write_export(rows: Iterable[ExportRow], columns: Sequence[str], path: str | os.PathLike[str]) -> int:
     """Write ``rows`` to ``path`` as CSV (``.csv``) or Parquet (``.parquet``), atomically (a partial
     file never appears under the final name). Returns the number of rows written."""
     target = Path(path)
     writers = {".csv": _write_csv, ".parquet": _write_parquet}
-    if target.suffix not in writers:
-        raise ValueError(f"unsupported export format {target.suffix!r}: use .csv or .parquet")
+    if (problem := export_format_problem(target)) is not None:
+        raise ExportFormatError(problem)
     partial = target.with_name(target.name + ".partial")
     try:
         count = writers[target.suffix](rows, columns, partial)

@@ -25,6 +25,9 @@ Conventions:
   before the run;
 - ``sessions`` holds one row per browser login (the hash of its random cookie, its CSRF token,
   its expiry); logout deletes it (``backend.storage.sessions``, migration 0011);
+- ``workers`` is one row per worker process, upserted by the worker itself every few seconds
+  (``backend.storage.workers``): what it offers and the run it holds; ``last_seen`` says whether it
+  is alive (migration 0013);
 - ``experiment_groups`` is one row per experiment group (its runs are the ``runs`` rows whose
   ``group_name`` is its id), with the group's summary as JSON (``backend.storage.experiment_groups``).
 """
@@ -182,7 +185,7 @@ pairs = Table(
     Column("prompt", Text, nullable=False),
     Column("chosen", Text, nullable=False),
     Column("rejected", Text, nullable=False),
-    Column("planted", Boolean),  # data.label_noise's ground truth (migration 0013); NULL: none planted
+    Column("planted", Boolean),  # data.label_noise's ground truth (migration 0014); NULL: none planted
 )
 
 evaluations = Table(
@@ -252,6 +255,26 @@ sessions = Table(
     Column("created_at", Double, nullable=False),
     Column("expires_at", Double, nullable=False),
     Index(None, "expires_at"),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(200), primary_key=True),  # host:pid
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("queues", Text, nullable=False),  # JSON list of queue names
+    Column("gpus", Integer, nullable=False),  # CUDA devices visible to its trainers
+    Column("cuda", String(32)),  # torch's CUDA version when CUDA works there, else NULL
+    Column("devices", Text, nullable=False),  # JSON list of {name, total_bytes, free_bytes}
+    Column("free_memory_bytes", BigInteger),  # host RAM available
+    # the run it trains now; not "run_id": runs.delete_run deletes every table's rows by run_id, and a
+    # worker's row is not the run's (no foreign key either: a deleted run is simply named no more)
+    Column("training_run", String(32)),
+    Column("state", String(16), nullable=False),
+    Column("started_at", Double, nullable=False),
+    Column("last_seen", Double, nullable=False),
+    CheckConstraint("state IN ('idle', 'busy', 'stopped')", name="state"),
 )
 
 

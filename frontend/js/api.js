@@ -84,6 +84,7 @@ export const api = {
   schema: () => request("GET", "/schema"),
   presets: () => request("GET", "/presets"),
   allowances: () => request("GET", "/allowances"),
+  workers: () => request("GET", "/workers"),
   datasets: () => request("GET", "/datasets"),
   preview: (name) => request("GET", `/datasets/${enc(name)}/preview`),
   upload: (file) => {

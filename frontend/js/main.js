@@ -1,5 +1,5 @@
 // The single-page app's router: #/runs, #/new, #/run/ID, #/run/ID/pairs, #/compare?runs=a,b,
-// #/groups (experiment presets and groups), #/group/ID.
+// #/groups (experiment presets and groups), #/group/ID, #/workers.
 // Each page module exports mount(root, params) → cleanup (or a promise of one).
 
 import { message } from "./api.js";
@@ -14,6 +14,7 @@ const ROUTES = [
   [/^\/compare$/, "compare", () => import("./pages/compare.js")],
   [/^\/groups$/, "groups", () => import("./pages/groups.js")],
   [/^\/group\/([^/]+)$/, "groups", () => import("./pages/group.js")],
+  [/^\/workers$/, "workers", () => import("./pages/workers.js")],
 ];
 
 let cleanup = null;

@@ -86,7 +86,7 @@ def test_bad_config_shows_inline_errors_and_creates_nothing(service: Service, ta
     lr_error = page.locator('.field[data-path="optim.lr"] .field-error')
     lr_error.wait_for()
     assert "less than or equal to 1" in lr_error.inner_text()
-    # pydantic reports the union member in the path (loss.dpo.beta); the form maps it to loss.beta
+    # the API names the field as written (loss.beta, not pydantic's loss.dpo.beta)
     assert "greater than 0" in page.locator('.field[data-path="loss.beta"] .field-error').inner_text()
     assert page.locator("#form-errors").is_visible()
     assert page.evaluate("location.hash") == "#/new"

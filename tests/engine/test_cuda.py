@@ -42,3 +42,25 @@ def test_precomputed_reference_on_cuda(tmp_path: Path, monkeypatch: pytest.Monke
     summary = train(small("tiny-dpo", "device=cuda", "optim.max_steps=3", "reference.mode=precomputed"), sink)
     assert summary.status == "succeeded"
     assert values(sink, mk.TRAIN_LOSS)[0] == pytest.approx(0.6931, abs=2e-2)
+
+
+def test_fsdp2_in_one_process_on_cuda_trains_with_bf16_parameters_and_resumes(tmp_path: Path) -> None:
+    """FSDP2 over a world of one: bf16 parameters in compute (MixedPrecisionPolicy), float32 shards
+    and AdamW state; the sharded checkpoint resumes exactly."""
+    fsdp = ("distributed.strategy=fsdp", "evaluation.at_end=false")  # win rates need ddp
+    config = small("tiny-beta-dpo", "device=cuda", "optim.max_steps=6", *fsdp)
+    whole = ListSink()
+    assert train(config, whole).status == "succeeded"
+    calls: list[int] = []
+    first, second = ListSink(), ListSink()
+    stopped = train(config, first, lambda: len(calls.append(1) or calls) >= 3, tmp_path / "c")
+    assert stopped.status == "stopped" and (tmp_path / "c" / "sharded" / ".metadata").is_file()
+    assert train(config, second, checkpoint_dir=tmp_path / "c").status == "succeeded"
+    assert values(first, mk.TRAIN_LOSS) + values(second, mk.TRAIN_LOSS) == values(whole, mk.TRAIN_LOSS)
+
+
+def test_lora_on_cuda_reference_is_the_base() -> None:
+    sink = ListSink()
+    config = small("tiny-dpo", "device=cuda", "optim.max_steps=4", "model.lora.r=4", "optim.lr=0.01")
+    assert train(config, sink).status == "succeeded"
+    assert values(sink, mk.TRAIN_LOSS)[0] == pytest.approx(0.6931, abs=2e-2)

@@ -9,6 +9,7 @@ import torch
 from contracts.config import ConstructedDataSpec, DataConfig
 from contracts.pairs import DatasetError, PreferenceRow
 from worker.engine.data import tokenizer as tokenizer_module
+from worker.engine.data.bundled import FILES
 from worker.engine.data.pairs import (
     PairSampler,
     TokenizedPair,
@@ -19,8 +20,7 @@ from worker.engine.data.pairs import (
 )
 from worker.engine.data.tokenizer import build_tiny_tokenizer, load_tokenizer
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-HH_TEST = SHARED_DATA / "hh-rlhf-harmless-base-test.jsonl.gz"
+HH_TEST = FILES["hh-rlhf-harmless-base-test"]  # shipped in the package (data.source: bundled)
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +152,6 @@ def test_conversational_rows_need_a_chat_template(tiny_tokenizer, tmp_path: Path
         load_pairs(DataConfig(source="file", path=write_jsonl(tmp_path / "c.jsonl", [record])), plain)
 
 
-@pytest.mark.skipif(not HH_TEST.exists(), reason="../shared HH-RLHF test file absent")
 def test_real_hh_rows_tokenize(tiny_tokenizer) -> None:
     config = DataConfig(source="file", path=str(HH_TEST), max_rows=200, max_length=256, max_prompt_length=128)
     data = load_pairs(config, tiny_tokenizer)

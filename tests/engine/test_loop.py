@@ -25,6 +25,7 @@ SMALL = [
     "data.eval_fraction=0",
     "optim.warmup_steps=0",
     "checkpoint_every=0",
+    "evaluation.at_end=false",  # the tiny-beta-dpo preset evaluates at the end; these tests train only
 ]
 
 

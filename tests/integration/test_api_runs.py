@@ -97,6 +97,27 @@ def test_resume_copies_the_checkpoint_into_a_new_run(client, queue, settings):
     assert queue.sent[-1] == (child["id"], 1, "celery")
 
 
+def test_resume_copies_a_sharded_fsdp_checkpoint(client, settings):
+    """An FSDP run's checkpoint has ``sharded/`` (torch.distributed.checkpoint) instead of the weights
+    file; it resumes too, its folder copied whole."""
+    parent = new_run(client)
+    claim(client, parent["id"])
+    folder = settings.data_dir / "checkpoints" / parent["id"]
+    (folder / "sharded").mkdir(parents=True)
+    (folder / "sharded" / ".metadata").write_bytes(b"plan")
+    (folder / "sharded" / "__0_0.distcp").write_bytes(b"shard")
+    (folder / "state.pt").write_bytes(b"state")
+    with engine_of(client).begin() as conn:
+        runs.finish_run(conn, parent["id"], 1, "stopped")
+    reply = client.post(f"/api/runs/{parent['id']}/resume")
+    assert reply.status_code == 201, reply.text
+    copied = settings.data_dir / "checkpoints" / reply.json()["id"]
+    assert (copied / "sharded" / "__0_0.distcp").read_bytes() == b"shard"
+    (folder / "sharded" / ".metadata").unlink()  # shards without their plan: not a checkpoint
+    refused = client.post(f"/api/runs/{parent['id']}/resume")
+    assert refused.status_code == 409 and "no checkpoint to resume from" in refused.text
+
+
 def test_resume_without_checkpoint_is_409(client):
     run = new_run(client)
     client.post(f"/api/runs/{run['id']}/stop")

@@ -30,8 +30,8 @@ def _refused(client, queue, body: dict | str) -> list[str]:
         ({"optim": {"lr": 1e10}}, "optim.lr"),
         ({"optim": {"max_steps": 10**12}}, "optim.max_steps"),
         ({"optim": {"batch_size": 0}}, "optim.batch_size"),
-        ({"loss": {"kind": "dpo", "beta": 0}}, "loss.dpo.beta"),
-        ({"loss": {"kind": "dpo", "beta": -0.1}}, "loss.dpo.beta"),
+        ({"loss": {"kind": "dpo", "beta": 0}}, "loss.beta"),
+        ({"loss": {"kind": "dpo", "beta": -0.1}}, "loss.beta"),
         ({"optim": {"momentum": 0.9}}, "optim.momentum"),
         ({"surprise": 1}, "surprise"),
         ({"data": {"max_length": 10**9}}, "data.max_length"),
@@ -43,7 +43,7 @@ def test_bad_values_name_their_field(client, queue, body, field):
 
 def test_nan_beta_is_refused_without_echoing_the_nan(client, queue):
     raw = '{"loss": {"kind": "dpo", "beta": NaN}}'  # Python's json accepts the NaN literal
-    assert _refused(client, queue, raw) == ["loss.dpo.beta"]
+    assert _refused(client, queue, raw) == ["loss.beta"]
 
 
 def test_error_items_carry_loc_msg_and_type(client):
@@ -52,7 +52,7 @@ def test_error_items_carry_loc_msg_and_type(client):
         {
             "loc": ["body", "optim", "lr"],
             "field": "optim.lr",
-            "msg": "Input should be less than or equal to 1",
+            "msg": "Input should be less than or equal to 1 (accepted: a number, 0 < lr ≤ 1)",
             "type": "less_than_equal",
         }
     ]
@@ -143,3 +143,63 @@ def safetensors_bytes(shapes: dict[str, list[int]]) -> bytes:
         offset += size
     text = json.dumps(header).encode()
     return len(text).to_bytes(8, "little") + text + b"\0" * offset
+
+
+def test_a_loss_without_kind_says_which_kinds_and_how_to_write_it(client, queue):
+    reply = client.post("/api/runs", json={"loss": {"beta": 0.2}})
+    assert reply.status_code == 422 and queue.sent == []
+    [item] = reply.json()["detail"]
+    assert item["field"] == "loss.kind" and item["loc"] == ["body", "loss", "kind"]
+    assert "Unable to extract tag" not in item["msg"]
+    for kind in ("'dpo'", "'ipo'", "'hinge'", "'robust'", "'sppo_hard'", "'flex'"):
+        assert kind in item["msg"]
+    assert "loss: {kind: dpo" in item["msg"] and '{"kind": "dpo"' in item["msg"]
+
+
+def test_nan_beta_is_named_as_written_with_the_accepted_range(client, queue):
+    raw = '{"loss": {"kind": "ipo", "beta": NaN}}'
+    reply = client.post("/api/runs", content=raw, headers={"content-type": "application/json"})
+    [item] = reply.json()["detail"]
+    assert item["loc"] == ["body", "loss", "beta"] and item["field"] == "loss.beta"
+    assert "finite number" in item["msg"] and "0 < beta ≤ 100" in item["msg"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "guess"),
+    [
+        ({"optim": {"lrr": 0.1}}, "optim.lrr", "lr"),
+        ({"loss": {"kind": "dpo", "betta": 0.1}}, "loss.betta", "beta"),
+        ({"beta_dp": {"enabled": True}}, "beta_dp", "beta_dpo"),
+        ({"loss": {"kind": "Hinge"}}, "loss.kind", "hinge"),
+    ],
+)
+def test_a_misspelt_name_gets_did_you_mean(client, queue, body, field, guess):
+    [item] = client.post("/api/runs", json=body).json()["detail"]
+    assert item["field"] == field
+    assert f"did you mean '{guess}'?" in item["msg"]
+
+
+def test_an_unknown_field_lists_what_its_section_accepts(client, queue):
+    [item] = client.post("/api/runs", json={"optim": {"zzz": 1}}).json()["detail"]
+    assert item["field"] == "optim.zzz" and "did you mean" not in item["msg"]
+    assert "optim accepts: optimizer, lr," in item["msg"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "line", "column"),
+    [
+        ('{"optim": {"lr": 1e-3,}}', 1, 23),  # a trailing comma: the "}" after it
+        ('{\n  "name": "x"\n  "seed": 1\n}', 3, 3),  # a missing comma before "seed"
+    ],
+)
+def test_malformed_json_names_line_and_column(client, queue, raw, line, column):
+    reply = client.post("/api/runs", content=raw, headers={"content-type": "application/json"})
+    assert reply.status_code == 422 and queue.sent == []
+    [item] = reply.json()["detail"]
+    assert item["type"] == "json_invalid"
+    assert f"line {line}, column {column}" in item["msg"]
+
+
+def test_a_model_level_check_names_its_field(client, queue):
+    [item] = client.post("/api/runs", json={"model": {"source": "pretrained"}}).json()["detail"]
+    assert item["field"] == "model.path" and "required" in item["msg"]

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from contracts.pairs import DatasetError, PreferenceRow, RowProblem, pair_id, read_rows, validate_records
+from worker.engine.data.bundled import FILES
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-HH_TEST = SHARED_DATA / "hh-rlhf-harmless-base-test.jsonl.gz"
+HH_TEST = FILES["hh-rlhf-harmless-base-test"]  # shipped in the package (data.source: bundled)
 PINNED_ID = "6d0360af3ec12755"  # sha256(json.dumps(["What is 2 + 2?", "4", "5"]))[:16], computed once
 
 GOOD = {"prompt": "What is 2 + 2?", "chosen": "4", "rejected": "5"}
@@ -107,7 +107,6 @@ def test_hh_split_at_the_last_assistant_turn(tmp_path: Path) -> None:
     assert (row.chosen, row.rejected, row.format) == (" Then rest.", " Then run.", "hh")
 
 
-@pytest.mark.skipif(not HH_TEST.exists(), reason="../shared HH-RLHF test file absent")
 def test_real_hh_test_file_parses() -> None:
     rows, report = read_rows(HH_TEST)
     # 2,312 rows: 4 with an empty last chosen turn (87, 517, 926, 1104), 5 whose histories differ

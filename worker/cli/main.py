@@ -1,10 +1,17 @@
-"""``alignscope``: the command line. Each sub-command lives in the module that owns it."""
+"""``alignscope``: the command line. Each sub-command lives in the module that owns it.
+
+Errors: a ``UserError`` (bad config, missing file, unusable dataset or model, unknown export format)
+and an ``OSError`` (a path that cannot be read or written) print their message alone and exit 2;
+anything else is a bug and prints one line saying so, exit 1. ``ALIGNSCOPE_DEBUG=1`` shows the
+traceback instead (docs/decisions/0080-cli-errors-without-tracebacks.md)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from contracts.user_errors import UserError
 from worker.cli import (
     experiment_command,
     rm_command,
@@ -35,9 +42,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs one sub-command; returns its exit status."""
+    """Runs one sub-command; returns its exit status (2: the user's input, 1: a failure, 130: Ctrl-C)."""
     args = build_parser().parse_args(argv)
-    return int(args.handler(args) or 0)
+    if os.environ.get("ALIGNSCOPE_DEBUG"):
+        return int(args.handler(args) or 0)
+    where = f"alignscope {args.command}"
+    try:
+        return int(args.handler(args) or 0)
+    except UserError as exc:
+        print(f"{where}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        target = f": {exc.filename}" if exc.filename else ""
+        print(f"{where}: {exc.strerror or exc}{target}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{where}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: one line, not a traceback (ALIGNSCOPE_DEBUG=1 shows it)
+        print(f"{where}: internal error ({type(exc).__name__}: {exc}); rerun with ALIGNSCOPE_DEBUG=1 "
+              "for the traceback and report it", file=sys.stderr)  # fmt: skip
+        return 1
 
 
 if __name__ == "__main__":

@@ -21,14 +21,21 @@ def register(commands: argparse._SubParsersAction) -> None:
         "export", help="export a run's metrics and/or pairs (CSV or Parquet by extension)"
     )
     export.add_argument("run_id")
-    export.add_argument("--metrics", metavar="FILE")
-    export.add_argument("--pairs", metavar="FILE")
+    export.add_argument("--metrics", metavar="FILE", type=_export_path, help="a .csv or .parquet file")
+    export.add_argument("--pairs", metavar="FILE", type=_export_path, help="a .csv or .parquet file")
     export.set_defaults(handler=export_run)
     presets = commands.add_parser("presets", help="list the shipped presets")
     presets.set_defaults(handler=lambda args: print("\n".join(list_presets())))
     db = commands.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=["upgrade"])
     db.set_defaults(handler=upgrade)
+
+
+def _export_path(value: str) -> str:
+    """argparse type: refuse a target we cannot write before anything is read."""
+    if (problem := exports.export_format_problem(value)) is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return value
 
 
 def list_runs(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from backend.config_files import ConfigError, load_config
+from backend.config_files import ConfigError, check_local_paths, load_config
 from backend.settings import get_settings
 from backend.storage.db import init_db
 from contracts.pairs import DatasetError
@@ -24,6 +24,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, args.overrides)
+        check_local_paths(config)
     except ConfigError as exc:
         print(f"invalid config:\n{exc}", file=sys.stderr)
         return 2

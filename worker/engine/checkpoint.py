@@ -1,22 +1,40 @@
 """Checkpoints: everything needed for a resumed run to equal an uninterrupted one.
 
-Layout of a checkpoint folder: ``model.safetensors`` (policy weights) and ``state.pt`` (optimizer,
-scheduler, calibrator, 3D monitor, data position, RNG states, step), read back with
-``weights_only=True`` so no pickle code ever runs.
+Layout of a checkpoint folder: ``state.pt`` (scheduler, calibrator, 3D monitor, data position, RNG
+states, step; read back with ``weights_only=True`` so no pickle code ever runs) and the weights:
+
+- one process or DDP: ``model.safetensors``, the trainable tensors (the whole policy; with LoRA the
+  adapters only), written by rank 0, and the optimizer state inside ``state.pt``;
+- FSDP: ``sharded/``, a torch.distributed.checkpoint folder every rank writes its shards of the
+  trainable parameters and of the optimizer state into (``save_sharded``); it loads back into any
+  number of processes.
+
+A finished LoRA run may also hold its export (``adapter/`` or ``merged/``, model/lora.py).
 """
 
 from __future__ import annotations
 
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed.checkpoint as dcp
 from safetensors.torch import load_file, save_file
-from torch import nn
+from torch import Tensor, nn
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+
+from worker.engine import distributed
+from worker.engine.distributed import World
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.pt"
+SHARDED_DIR = "sharded"
+# Frozen parameters (a LoRA run's base) come back from the model's source, not the checkpoint; so
+# the model's state dict is partial and loads with strict=False, while dcp.load itself fails on any
+# trainable tensor the checkpoint lacks.
+_OPTIONS = StateDictOptions(ignore_frozen_params=True, strict=False)
 
 
 def rng_state() -> dict[str, Any]:
@@ -35,14 +53,62 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(folder: Path, model: nn.Module, state: dict[str, Any]) -> Path:
-    """Writes the checkpoint atomically (a temporary folder renamed into place); returns ``folder``."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    tensors = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
+def save_checkpoint(folder: Path, tensors: dict[str, Tensor], state: dict[str, Any]) -> Path:
+    """Writes the checkpoint atomically (a temporary folder renamed into place); returns ``folder``.
+
+    tensors: the weights to keep by state-dict name (the policy's, or its adapters)."""
+    tmp = _fresh_tmp(folder)
+    tensors = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
     # the step in the header's metadata lets the API read a checkpoint's step without torch
     save_file(_dedupe_shared(tensors), tmp / MODEL_FILE, metadata={"step": str(state.get("step", ""))})
     torch.save({**state, "rng": rng_state()}, tmp / STATE_FILE)
+    return _swap_in(tmp, folder)
+
+
+def save_sharded(
+    folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any], world: World
+) -> Path:
+    """Every rank: the FSDP checkpoint (trainable parameters and optimizer state in shards, the rest
+    of ``state`` from rank 0), atomically like ``save_checkpoint``. Collective."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    if world.is_main:
+        _fresh_tmp(folder)
+    distributed.barrier(world)
+    model_state, optimizer_state = get_state_dict(model, optimizer, options=_OPTIONS)
+    dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=tmp / SHARDED_DIR)
+    if world.is_main:
+        torch.save({**state, "rng": rng_state()}, tmp / STATE_FILE)
+        _swap_in(tmp, folder)
+    distributed.barrier(world)
+    return folder
+
+
+def load_sharded(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Every rank: loads what ``save_sharded`` wrote (into any number of processes) and returns the
+    state dict (RNG already restored). Collective."""
+    model_state, optimizer_state = get_state_dict(model, optimizer, options=_OPTIONS)
+    loaded = {"model": model_state, "optimizer": optimizer_state}
+    dcp.load(loaded, checkpoint_id=folder / SHARDED_DIR)
+    set_state_dict(
+        model,
+        optimizer,
+        model_state_dict=loaded["model"],
+        optim_state_dict=loaded["optimizer"],
+        options=_OPTIONS,
+    )
+    state = torch.load(folder / STATE_FILE, weights_only=True)
+    set_rng_state(state.pop("rng"))
+    return state
+
+
+def _fresh_tmp(folder: Path) -> Path:
+    tmp = folder.with_name(folder.name + ".tmp")
+    _remove(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def _swap_in(tmp: Path, folder: Path) -> Path:
     old = folder.with_name(folder.name + ".old")
     if folder.exists():
         _remove(old)
@@ -53,10 +119,7 @@ def save_checkpoint(folder: Path, model: nn.Module, state: dict[str, Any]) -> Pa
 
 
 def _remove(folder: Path) -> None:
-    if folder.exists():
-        for child in folder.iterdir():
-            child.unlink()
-        folder.rmdir()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _dedupe_shared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -70,12 +133,17 @@ def _dedupe_shared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_checkpoint(folder: Path, model: nn.Module) -> dict[str, Any]:
-    """Loads the weights into ``model`` and returns the state dict (RNG already restored)."""
-    model.load_state_dict(load_file(folder / MODEL_FILE))
+def load_checkpoint(folder: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """The weights by name and the state dict (RNG already restored) of a ``save_checkpoint`` folder."""
+    tensors = load_file(folder / MODEL_FILE)
     state = torch.load(folder / STATE_FILE, weights_only=True)
     set_rng_state(state.pop("rng"))
-    return state
+    return tensors, state
+
+
+def is_sharded(folder: Path) -> bool:
+    """True when the checkpoint in ``folder`` was written by ``save_sharded``."""
+    return (folder / SHARDED_DIR / ".metadata").is_file()
 
 
 def has_checkpoint(folder: Path | None) -> bool:
@@ -86,4 +154,5 @@ def has_checkpoint(folder: Path | None) -> bool:
     old = folder.with_name(folder.name + ".old")
     if not folder.exists() and (old / STATE_FILE).is_file():
         old.rename(folder)
-    return (folder / MODEL_FILE).is_file() and (folder / STATE_FILE).is_file()
+    weights = (folder / MODEL_FILE).is_file() or is_sharded(folder)
+    return weights and (folder / STATE_FILE).is_file()

@@ -1,9 +1,10 @@
 """Process-group glue for multi-process training (torchrun / ``accelerate launch``), gloo or NCCL.
 
 The engine runs unchanged on one process: every function here degrades to the identity. Several
-processes read RANK/WORLD_SIZE/MASTER_ADDR from the environment (both launchers set them), average
-gradients with one all-reduce per parameter after accumulation, and gather the per-pair tensors that
-β-DPO's calibrator needs.
+processes read RANK/WORLD_SIZE/MASTER_ADDR from the environment (both launchers set them) and gather
+the per-pair tensors that β-DPO's calibrator needs. Gradients are averaged by the wrappers of
+``parallel.py`` (torch DDP or FSDP2), never here. A process group this module did not create (a
+caller's own) is left to its creator at ``shutdown``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import Tensor
 
 
 @dataclass(frozen=True)
@@ -45,14 +46,35 @@ def pick_device(requested: str) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
+_created: list[bool] = []  # one entry while a process group this module created is alive
+
+
+def _backend(device: torch.device) -> str:
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
 def init_world(requested_device: str) -> World:
     """Joins the process group when launched with WORLD_SIZE > 1 (gloo on CPU, NCCL on CUDA)."""
     device = pick_device(requested_device)
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend=_backend(device))
+        _created.append(True)
     rank = dist.get_rank() if size > 1 else 0
     return World(rank=rank, size=size, device=device)
+
+
+def join_alone(world: World) -> None:
+    """A process group of one (in-memory store), for FSDP2 in a single process."""
+    if world.size == 1 and not dist.is_initialized():
+        dist.init_process_group(_backend(world.device), store=dist.HashStore(), rank=0, world_size=1)
+        _created.append(True)
+
+
+def barrier(world: World) -> None:
+    """Waits for every rank (no-op on one process)."""
+    if world.size > 1:
+        dist.barrier()
 
 
 def gather_cat(tensor: Tensor, world: World) -> Tensor:
@@ -64,14 +86,13 @@ def gather_cat(tensor: Tensor, world: World) -> Tensor:
     return torch.cat(parts)
 
 
-def average_gradients(model: nn.Module, world: World) -> None:
-    """Averages every parameter's gradient over ranks (call once per optimizer step)."""
+def gather_objects(items: list, world: World) -> list:
+    """The concatenation of every rank's list of picklable items, in rank order (identity on one)."""
     if world.size == 1:
-        return
-    for param in model.parameters():
-        if param.grad is not None:
-            dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
-            param.grad.div_(world.size)
+        return items
+    parts: list[list] = [[] for _ in range(world.size)]
+    dist.all_gather_object(parts, items)
+    return [item for part in parts for item in part]
 
 
 def any_rank(flag: bool, world: World) -> bool:
@@ -84,6 +105,7 @@ def any_rank(flag: bool, world: World) -> bool:
 
 
 def shutdown(world: World) -> None:
-    """Leaves the process group (no-op on one process)."""
-    if world.size > 1 and dist.is_initialized():
+    """Leaves the process group if this module created it."""
+    if _created and dist.is_initialized():
         dist.destroy_process_group()
+    _created.clear()

@@ -26,10 +26,19 @@ from contracts.events import MetricsSink
 from worker.alignment.beta_dpo import Calibration
 from worker.alignment.diagnostics import ThreeDMonitor
 from worker.engine import distributed as dist
-from worker.engine.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from worker.engine.checkpoint import (
+    has_checkpoint,
+    is_sharded,
+    load_checkpoint,
+    load_sharded,
+    save_checkpoint,
+    save_sharded,
+)
 from worker.engine.data.pairs import PairSampler
 from worker.engine.evaluation.hooks import EvalHooks
+from worker.engine.model import lora, parallel
 from worker.engine.model.families import Family, build_family
+from worker.engine.model.loading import load_policy
 from worker.engine.model.scoring import PairScores
 from worker.engine.objective import BatchCalibration, Objective, ObjectiveOutput
 from worker.engine.optimizers import make_optimizer, warmup_schedule
@@ -59,6 +68,7 @@ class RunSummary:
     error: str | None = None
     checkpoint: str | None = None
     alerts: list[str] = field(default_factory=list)
+    export: str | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -78,7 +88,8 @@ class Trainer:
         seed_everything(config.seed)
         self.sink.status("loading model and data", 0.0)
         self.family: Family = build_family(config, self.world)
-        self.optimizer = make_optimizer(config.optim, self.family.policy.parameters())
+        self.parallel = self.family.parallel
+        self.optimizer = make_optimizer(config.optim, self.parallel.parameters())
         self.scheduler = warmup_schedule(self.optimizer, config.optim.warmup_steps)
         self.generator = torch.Generator().manual_seed(config.seed + 1)
         self.objective = Objective.from_config(config, self.generator)
@@ -90,6 +101,11 @@ class Trainer:
         self.micro_global = config.optim.micro_batch_size
         if self.micro_global % self.world.size:
             raise ValueError("optim.micro_batch_size must be divisible by the number of processes")
+        if self.parallel.strategy == "fsdp" and config.generates_on_rank_zero:  # auto chose fsdp
+            raise ValueError(
+                "this model is sharded (distributed.strategy 'auto' chose fsdp: it does not fit one GPU "
+                "for ddp), and evaluation/probes generate on rank 0 alone: turn them off for this run"
+            )
         self.hooks = EvalHooks.build(config, self.family, self.sink, self.world)
         if has_checkpoint(checkpoint_dir):
             self._restore()
@@ -101,7 +117,7 @@ class Trainer:
     def _state(self) -> dict:
         return {
             "step": self.step,
-            "optimizer": self.optimizer.state_dict(),
+            **({} if self.parallel.strategy == "fsdp" else {"optimizer": self.optimizer.state_dict()}),
             "scheduler": self.scheduler.state_dict(),
             "calibrator": self.calibrator.state_dict() if self.calibrator else {},
             "monitor": self.monitor.state_dict(),
@@ -118,19 +134,50 @@ class Trainer:
             self.sink.flush()  # a run resumed from this checkpoint then has every metric up to it
         except Exception as exc:  # the store is down: keep training; the sink back-fills later
             self.sink.status(f"checkpoint at step {self.step} written before its metrics were stored: {exc}")
+        if self.parallel.strategy == "fsdp":
+            save_sharded(self.checkpoint_dir, self.parallel.scorer, self.optimizer, self._state(), self.world)
+        elif self.world.is_main:
+            save_checkpoint(self.checkpoint_dir, self._weights(), self._state())
         if self.world.is_main:
-            save_checkpoint(self.checkpoint_dir, self.family.policy, self._state())
             try:
                 self.sink.checkpointed(str(self.checkpoint_dir), self.step)
             except Exception as exc:  # the store is down: the supervisor's heartbeat records it later
                 self.sink.status(f"checkpoint at step {self.step} not yet recorded: {exc}")
         return str(self.checkpoint_dir)
 
+    def export(self) -> str | None:
+        """Writes a finished LoRA run's export (``model.lora.export``) into its checkpoint folder."""
+        spec = self.config.model.lora
+        if spec is None or spec.export == "none" or self.checkpoint_dir is None:
+            return None
+        folder = self.checkpoint_dir / spec.export
+        if self.parallel.strategy == "fsdp":  # the live adapters are sharded: rebuild the model on rank 0
+            adapters = parallel.full_trainable_state(self.parallel)
+            if self.world.is_main:
+                base, _ = load_policy(self.config.model, self.config.seed)
+                lora.export(lora.attach(base, spec), spec, self.family.tokenizer, folder, adapters)
+        elif self.world.is_main:
+            lora.export(self.family.peft, spec, self.family.tokenizer, folder)
+        dist.barrier(self.world)
+        return str(folder)
+
+    def _weights(self) -> dict[str, Tensor]:
+        """What a checkpoint keeps of the policy: its adapters with LoRA, else all of it."""
+        policy = self.family.policy
+        return lora.trainable_state(policy) if self.family.peft else policy.state_dict()
+
     def _restore(self) -> None:
         assert self.checkpoint_dir is not None
-        state = load_checkpoint(self.checkpoint_dir, self.family.policy)
+        if is_sharded(self.checkpoint_dir):
+            state = load_sharded(self.checkpoint_dir, self.parallel.scorer, self.optimizer)
+        else:
+            tensors, state = load_checkpoint(self.checkpoint_dir)
+            if self.family.peft:
+                lora.load_trainable_state(self.family.policy, tensors)
+            else:
+                self.family.policy.load_state_dict(tensors)
+            self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
-        self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.calibrator is not None:
             self.calibrator.load_state_dict(state["calibrator"])
@@ -215,14 +262,13 @@ class Trainer:
             at = None
             if calibration is not None:
                 at = BatchCalibration(calibration, index * self.micro_global, accumulation)
-            output, outcome = self._micro_batch(items, at, scored[index])
-            (output.loss / accumulation).backward()
+            with self.parallel.accumulating(last=index == accumulation - 1):
+                output, outcome = self._micro_batch(items, at, scored[index])
+                (output.loss / accumulation).backward()
             total = total + output.loss.detach() / accumulation
             acc.add(outcome)
-        dist.average_gradients(self.family.policy, self.world)
         loss = dist.gather_cat(total.reshape(1), self.world).mean()
-        max_norm = self.config.optim.max_grad_norm or float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.family.policy.parameters(), max_norm)
+        grad_norm = self.parallel.clip_grad_norm(self.config.optim.max_grad_norm or float("inf"))
         return acc, loss, grad_norm
 
     def apply(self) -> None:
@@ -293,8 +339,9 @@ def train(
                 trainer.sink.status(f"stopped at step {trainer.step}", trainer.step / max_steps)
                 return RunSummary("stopped", trainer.step, values, None, path, _alerts(trainer))
         path = trainer.save()
+        exported = trainer.export()
         trainer.sink.status("finished", 1.0)
-        return RunSummary("succeeded", trainer.step, values, None, path, _alerts(trainer))
+        return RunSummary("succeeded", trainer.step, values, None, path, _alerts(trainer), exported)
     finally:
         dist.shutdown(trainer.world)
 

@@ -24,7 +24,8 @@ _live_lock = threading.Lock()
 class Child:
     """One supervised child process. ``start`` runs ``argv`` with stdout and stderr appended to (or,
     ``append=False``, written over) ``log``, this worker's ``WORKER_ENV`` and ``env`` added to the
-    environment; the child is registered until ``forget`` so that ``kill_all`` reaches it."""
+    environment; the child is registered until ``forget`` so that ``kill_all`` reaches it. ``stdin``:
+    DEVNULL, or PIPE for a child that waits for its work there (``warm_trainer``)."""
 
     def __init__(self, process: subprocess.Popen[bytes], log: Path) -> None:
         self.process, self.log = process, log
@@ -32,14 +33,19 @@ class Child:
 
     @classmethod
     def start(
-        cls, argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None, append: bool = True
+        cls,
+        argv: Sequence[str],
+        log: Path,
+        env: Mapping[str, str] | None = None,
+        append: bool = True,
+        stdin: int = subprocess.DEVNULL,
     ) -> Child:
         log.parent.mkdir(parents=True, exist_ok=True)
         worker = f"{socket.gethostname()}:{os.getpid()}"
         environ = {**os.environ, "PYTHONUNBUFFERED": "1", WORKER_ENV: worker, **(env or {})}
         with log.open("ab" if append else "wb") as sink, _live_lock:
             process = subprocess.Popen(
-                list(argv), stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT, env=environ
+                list(argv), stdin=stdin, stdout=sink, stderr=subprocess.STDOUT, env=environ
             )
             child = cls(process, log)
             _live.add(child)

@@ -54,6 +54,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from backend.storage import runs
 from contracts.config import RunConfig
 from contracts.logs import attempt_log_path
+from worker.jobs import presence, warm_trainer
 from worker.jobs.children import Child, last_error_line
 from worker.jobs.enqueue import TaskEnqueuer
 
@@ -112,6 +113,9 @@ def supervise(
     wake = wake or _send_task
     if shutdown.is_set():
         return _pass_on(engine, run_id, attempt, wake)
+    if (reason := presence.declines(engine, run_id, attempt)) is not None:
+        log.info("run %s attempt %d: left queued for another worker (%s)", run_id, attempt, reason)
+        return "not claimed"  # still queued: the reconciler sends its task again
     with engine.begin() as conn:
         if not runs.claim_run(conn, run_id, attempt):
             log.info("run %s attempt %d: not queued at this attempt; nothing to do", run_id, attempt)
@@ -129,14 +133,19 @@ def supervise(
         return _fail(engine, run_id, attempt, message)
     output = log_path(options.data_dir, run_id, attempt)
     try:
-        trainer = Child.start(trainer_argv(run_id, attempt, processes), output)
+        trainer = warm_trainer.start_trainer(
+            run_id, attempt, processes, trainer_argv(run_id, attempt, processes), output
+        )
     except OSError as exc:
         return _fail(engine, run_id, attempt, f"could not start the trainer: {exc}")
     log.info("run %s attempt %d: trainer pid %d (%s)", run_id, attempt, trainer.pid, output)
     try:
-        code = _watch(engine, run_id, attempt, trainer, options, shutdown)
+        with presence.holding(run_id):
+            code = _watch(engine, run_id, attempt, trainer, options, shutdown)
     finally:
         trainer.forget()
+        if not shutdown.is_set():
+            warm_trainer.refill()
     ended = _Ended(code, shutdown.is_set(), claimed.started_at)
     outcome = _outcome(engine, run_id, attempt, ended, trainer, options.max_attempts)
     if outcome == "released":

@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 from backend.queue import EXPERIMENT_TASK, TASK_NAME
 from backend.settings import get_settings
 from backend.storage.db import make_engine
-from worker.jobs import children
+from worker.jobs import children, presence, warm_trainer
 from worker.jobs.celery_app import app
 from worker.jobs.group_supervisor import supervise_group
 from worker.jobs.reconciler import ReconcilePolicy, start_reconciler
@@ -65,6 +65,25 @@ def _reconcile_in_worker(**_: object) -> None:
     start_reconciler(database(), SHUTDOWN)
 
 
+@signals.worker_ready.connect
+def _start_spare_trainer(**_: object) -> None:
+    """A warm spare trainer waits for this worker's next run (``warm_trainer``)."""
+    warm_trainer.install(get_settings().data_dir)
+
+
+@signals.worker_ready.connect
+def _report_presence(sender: object = None, **_: object) -> None:
+    """Report what this worker offers to the store until it shuts down (``presence``)."""
+    presence.start(database(), SHUTDOWN, consumed_queues(sender), supervisor_options().gpus)
+
+
+def consumed_queues(consumer: object) -> list[str]:
+    """Names of the queues this worker consumes (its consumer's, else the app's configuration)."""
+    task_consumer = getattr(consumer, "task_consumer", None)
+    queues = getattr(task_consumer, "queues", None) or list(app.amqp.queues.consume_from.values())
+    return sorted({queue.name for queue in queues})
+
+
 @signals.worker_shutting_down.connect
 def _end_children(**_: object) -> None:
     """First shutdown request: end the running work cleanly; any later one: kill it at once."""
@@ -73,3 +92,4 @@ def _end_children(**_: object) -> None:
         if killed := children.kill_all():  # in a signal handler: no print, no logging
             os.write(2, f"worker: shutdown requested again; {killed} trainer(s) killed\n".encode())
     SHUTDOWN.set()
+    warm_trainer.close()

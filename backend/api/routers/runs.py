@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
-from backend.api import launch
+from backend.api import launch, placement
 from backend.api.deps import Ctx, ReadConn, Run
 from backend.api.errors import TooLarge, config_invalid
 from backend.api.models import CloneIn, ErrorOut, GroupIn, RunOut
@@ -31,7 +31,7 @@ Status = Literal["queued", "running", "succeeded", "failed", "stopped"]
 @router.post("/runs", status_code=201)
 def create_run(config: RunConfig, ctx: Ctx) -> RunOut:
     """Queue a run; 422 names each bad field (``loc``/``field``)."""
-    return RunOut.of(launch.launch(ctx, [config])[0])
+    return placement.outs(ctx, launch.launch(ctx, [config]))[0]
 
 
 @router.post("/runs/yaml", status_code=201, openapi_extra=YAML_BODY, responses={413: {"model": ErrorOut}})
@@ -44,7 +44,7 @@ async def create_run_from_yaml(request: Request, ctx: Ctx) -> RunOut:
             raise TooLarge(f"a config is at most {MAX_CONFIG_BYTES} bytes")
     config = await run_in_threadpool(_yaml_config, body)
     rows = await run_in_threadpool(launch.launch, ctx, [config])
-    return RunOut.of(rows[0])
+    return (await run_in_threadpool(placement.outs, ctx, rows))[0]
 
 
 def _yaml_config(body: bytes) -> RunConfig:
@@ -59,12 +59,13 @@ def _yaml_config(body: bytes) -> RunConfig:
 @router.post("/groups", status_code=201)
 def create_group(body: GroupIn, ctx: Ctx) -> list[RunOut]:
     """The four β-DPO ablations of ``base`` (DPO, +dynamic β, +filtering, β-DPO) in one group."""
-    return [RunOut.of(row) for row in launch.ablations(ctx, body.group, body.base)]
+    return placement.outs(ctx, launch.ablations(ctx, body.group, body.base))
 
 
 @router.get("/runs")
 def list_runs(
     conn: ReadConn,
+    ctx: Ctx,
     status: Status | None = None,
     name: Annotated[str | None, Query(max_length=200)] = None,
     preset: Annotated[str | None, Query(max_length=200)] = None,
@@ -74,30 +75,31 @@ def list_runs(
 ) -> list[RunOut]:
     """Runs, newest first; ``name`` matches a substring, the other filters exactly."""
     rows = runs.list_runs(conn, status, name, preset, group, limit, offset)
-    return [RunOut.of(row) for row in rows]
+    return placement.annotated(conn, ctx.checkpoints_dir, rows)
 
 
 @router.get("/runs/{run_id}", responses=NOT_FOUND)
-def get_run(run: Run) -> RunOut:
-    return RunOut.of(run)
+def get_run(run: Run, conn: ReadConn, ctx: Ctx) -> RunOut:
+    """The run, with whether Resume can work and, while queued, what it waits for."""
+    return placement.annotated(conn, ctx.checkpoints_dir, [run])[0]
 
 
 @router.post("/runs/{run_id}/stop", responses=NOT_FOUND)
 def stop_run(run_id: str, ctx: Ctx) -> RunOut:
     """Queued → stopped at once; running → stop requested (the trainer checkpoints, then stops)."""
-    return RunOut.of(launch.stop(ctx, run_id))
+    return placement.outs(ctx, [launch.stop(ctx, run_id)])[0]
 
 
 @router.post("/runs/{run_id}/resume", status_code=201, responses={**NOT_FOUND, **CONFLICT})
 def resume_run(run: Run, ctx: Ctx) -> RunOut:
     """A NEW queued run (parent_id = this run) continuing from this stopped/failed run's checkpoint."""
-    return RunOut.of(launch.resume(ctx, run))
+    return placement.outs(ctx, [launch.resume(ctx, run)])[0]
 
 
 @router.post("/runs/{run_id}/clone", status_code=201, responses=NOT_FOUND)
 def clone_run(run: Run, body: CloneIn, ctx: Ctx) -> RunOut:
     """A new queued run with this run's config and ``overrides`` applied (parent_id = this run)."""
-    return RunOut.of(launch.clone(ctx, run, body.overrides))
+    return placement.outs(ctx, [launch.clone(ctx, run, body.overrides)])[0]
 
 
 @router.delete("/runs/{run_id}", status_code=204, responses={**NOT_FOUND, **CONFLICT})

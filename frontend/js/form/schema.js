@@ -14,7 +14,6 @@ export class SchemaForm {
     this.widgets = widgets;
     this.fields = new Map(); // dotted path → {node, error}
     this.sections = new Map(); // dotted path → {node, error}
-    this.unions = new Set(); // dotted paths of discriminated unions
     this.root = this.object(schema, "", true);
     this.node = this.root.node;
   }
@@ -57,7 +56,6 @@ export class SchemaForm {
   }
 
   union(raw, path, name) {
-    this.unions.add(path);
     const mapping = raw.discriminator.mapping;
     const prop = raw.discriminator.propertyName;
     const kinds = Object.keys(mapping);
@@ -147,19 +145,12 @@ export class SchemaForm {
     return unplaced;
   }
 
-  /** The dotted field of a 422 loc as the form names it ("loss.beta" for body.loss.dpo.beta). */
+  /** The dotted field of a 422 loc as the form names it: the API reports the path as written
+   * ("loss.beta", never pydantic's "loss.dpo.beta"), so only the "body" prefix goes. */
   label(loc, strip = ["body"]) {
     let parts = (loc || []).map(String);
     for (const s of strip) if (parts[0] === s) parts = parts.slice(1);
-    return this.withoutTags(parts).join(".");
-  }
-
-  /** ["loss", "dpo", "beta"] → ["loss", "beta"]: pydantic puts the union's tag into the path. */
-  withoutTags(parts) {
-    for (let i = 1; i < parts.length; i += 1) {
-      if (this.unions.has(parts.slice(0, i).join("."))) return [...parts.slice(0, i), ...parts.slice(i + 1)];
-    }
-    return parts;
+    return parts.join(".");
   }
 
   nearest(parts) {

@@ -1,4 +1,4 @@
-// The 3D-properties alerts (SCIENCE.md §C.5) in plain language, and the current slopes read out.
+// The 3D-properties alerts (docs/SCIENCE.md §C.5) in plain language, and the current slopes read out.
 
 import { h } from "../dom.js";
 import { num } from "../format.js";
@@ -14,7 +14,7 @@ export const ALERTS = [
       + "rejected ones keep falling. The margin still grows, but mostly by pushing everything down: the "
       + "model is unlearning the data instead of learning which response to prefer. Usual remedies: an SFT "
       + "term on the chosen responses, a smaller learning rate or β, or stopping at the chosen peak.",
-    science: "SCIENCE.md §C.5 D2: ṡ_w < −ε and ṡ_l < −ε for J consecutive windows after ρ̄_w passed its "
+    science: "docs/SCIENCE.md §C.5 D2: ṡ_w < −ε and ṡ_l < −ε for J consecutive windows after ρ̄_w passed its "
       + "running maximum; S_l > 1 sustained.",
   },
   {
@@ -23,14 +23,14 @@ export const ALERTS = [
     text: "The rejected responses' per-token log-ratio is falling many times faster than the chosen side "
       + "moves. DPO's gradient on the rejected response grows with π_w/π_l (G), so once the rejected side "
       + "is unlikely it absorbs most of the update.",
-    science: "SCIENCE.md §C.5 D1: D1_rate = ṡ_l / max(|ṡ_w|, ε) < −κ over the slope window.",
+    science: "docs/SCIENCE.md §C.5 D1: D1_rate = ṡ_l / max(|ṡ_w|, ε) < −κ over the slope window.",
   },
   {
     key: K.alertD3, short: "dispersion", code: "D3",
     title: (step) => `Dispersion onto unseen responses since step ${step}`,
     text: "Both the chosen and the rejected probabilities are falling while the mass outside the pair "
       + "grows: probability is leaking to responses that never appear in the preference data.",
-    science: "SCIENCE.md §C.5 D3: π_w and Σπ_l decrease while M_outpair (or D3_pair < 0) grows.",
+    science: "docs/SCIENCE.md §C.5 D3: π_w and Σπ_l decrease while M_outpair (or D3_pair < 0) grows.",
   },
 ];
 

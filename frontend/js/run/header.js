@@ -88,7 +88,8 @@ export class RunHeader {
       scopeNote(run.config));
     replace(this.links, parentLink(run));
     this.stop.disabled = !active || run.stop_requested;
-    this.resume.disabled = !["stopped", "failed"].includes(run.status);
+    this.resume.disabled = !run.resumable;
+    this.resume.title = run.resume_blocked ? `Resume: ${run.resume_blocked}` : "continue from the last checkpoint as a new run";
     for (const node of [this.resume, this.clone]) node.style.display = run.external ? "none" : "";
     this.external.hidden = !run.external;
     if (run.external) {
@@ -105,7 +106,10 @@ export class RunHeader {
       stat("attempt", String(run.attempt)),
       stat("created", when(run.created_at)),
       stat("duration", duration(runDuration(run))),
-      run.message && !repeatsError(run) ? stat("message", run.message) : null);
+      run.message && !repeatsError(run) ? stat("message", run.message) : null,
+      run.status === "queued" && run.waiting_for ? stat("waiting for", run.waiting_for, { id: "run-waiting" }) : null,
+      ["stopped", "failed"].includes(run.status) && run.resume_blocked
+        ? stat("resume", run.resume_blocked, { id: "resume-blocked" }) : null);
     replace(this.error, errorBox(run));
   }
 }

@@ -1,6 +1,7 @@
 """From preference rows to token batches.
 
 Sources (``DataConfig.source``): ``file`` reads ``path`` with ``contracts.pairs.read_rows``;
+``bundled`` reads the sample shipped in the package the same way (``worker.engine.data.bundled``);
 ``constructed`` builds pairs (``worker.engine.data.constructed``); ``hub`` calls
 ``datasets.load_dataset(name, split=...)`` where ``path`` is ``"name"`` or ``"name:split"`` (split
 ``train`` by default, ``test`` for ``eval_path``); ``toy`` has no token pairs (the toy model builds its
@@ -50,6 +51,7 @@ from contracts.pairs import (
     read_rows,
     validate_records,
 )
+from worker.engine.data.bundled import bundled_path
 from worker.engine.data.constructed import constructed_rows
 from worker.engine.data.label_noise import plant_label_noise
 
@@ -135,7 +137,7 @@ def load_pairs(config: DataConfig, tokenizer: PreTrainedTokenizerBase) -> Loaded
         tally.duplicates += len(pairs) - len(train)
     if not train:
         shown = "".join(f"\n  {problem}" for problem in tally.problems[:SHOWN_PROBLEMS])
-        raise DatasetError(f"no training pairs left from {config.path or 'constructed data'}{shown}")
+        raise DatasetError(f"no training pairs left from {_source_label(config)}{shown}")
     stats = DataStats(
         tally.rows, tally.invalid, tally.truncated, tally.dropped, tally.duplicates, detected, tally.problems
     )
@@ -143,6 +145,12 @@ def load_pairs(config: DataConfig, tokenizer: PreTrainedTokenizerBase) -> Loaded
         train, planted = plant_label_noise(train, config.label_noise, config.label_noise_seed)
         return LoadedData(train, held_out, stats, planted)
     return LoadedData(train, held_out, stats)
+
+
+def _source_label(config: DataConfig) -> str:
+    if config.source == "bundled":
+        return f"the bundled sample '{config.bundled}'"
+    return config.path or "constructed data"
 
 
 def _read(
@@ -157,6 +165,8 @@ def _read(
         records = _hub_records(str(path), split, config.max_rows)
         rows, report = validate_records(records, f"hub:{path}", config.format)
     else:
+        if kind == "bundled":
+            path = str(bundled_path(config.bundled))
         rows, report = read_rows(str(path), config.format, config.max_rows)
     tally.add_report(report)
     return rows, report.detected_format

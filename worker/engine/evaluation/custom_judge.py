@@ -29,6 +29,7 @@ import numbers
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from contracts.user_errors import UserError
 from worker.engine.evaluation.judges import Verdict, by_score
 
 MARK = "alignscope_rule_judge"
@@ -38,7 +39,7 @@ CONTRACT = "a function score(prompt: str, response: str) -> float (higher is bet
 F = TypeVar("F", bound=Callable[..., object])
 
 
-class EntryPointError(ValueError):
+class EntryPointError(UserError):
     """The entry point cannot be used as a rule judge; the message names the field and the fix."""
 
 

@@ -20,6 +20,7 @@ from contracts.events import PairText
 from worker.alignment import toy
 from worker.engine.data.pairs import TokenizedPair, collate, load_pairs
 from worker.engine.distributed import World
+from worker.engine.model import lora, parallel
 from worker.engine.model.loading import cache_dir, fingerprint, frozen_copy, load_policy
 from worker.engine.model.scoring import Batch, PairScores, ReferenceScores, precompute_reference, score_pairs
 from worker.engine.model.shared_prompt import collate_shared, supports_shared_prompt
@@ -29,6 +30,9 @@ class Family(Protocol):
     """What the training loop asks of a model family."""
 
     policy: nn.Module
+    parallel: parallel.Parallel
+    strategy: parallel.Strategy
+    peft: object | None
     train_items: Sequence[Any]
     eval_items: Sequence[Any]
     stats: object
@@ -47,7 +51,8 @@ class Family(Protocol):
 
 
 class LanguageModelFamily:
-    """A causal LM (tiny GPT-NeoX, local pretrained or GGUF) trained on tokenized preference pairs."""
+    """A causal LM (tiny GPT-NeoX, any local pretrained one or GGUF), optionally with LoRA adapters,
+    trained on tokenized preference pairs, wrapped for several processes (model/parallel.py)."""
 
     def __init__(self, config: RunConfig, world: World) -> None:
         model, tokenizer = load_policy(config.model, config.seed)
@@ -59,29 +64,33 @@ class LanguageModelFamily:
         self._planted = loaded.planted if config.data.label_noise else None  # for texts() only
         self.stats = loaded.stats
         self.pad_id = int(tokenizer.pad_token_id)
-        self.policy = model.to(world.device).train()
+        self.peft = lora.attach(model, config.model.lora) if config.model.lora else None
+        model = self.peft.get_base_model() if self.peft else model
+        self.strategy = parallel.resolve_strategy(config, world, model)
+        self.policy = (model if self.strategy == "fsdp" else model.to(world.device)).train()
         self.share_prompt = config.model.share_prompt and supports_shared_prompt(model)
-        if config.reference.mode == "copy":
-            self._reference = ReferenceScores(frozen_copy(self.policy), None)
+        on_the_fly = config.reference.mode == "copy"  # with LoRA: the policy with its adapters off
+        reference_copy = frozen_copy(self.policy) if on_the_fly and self.peft is None else None
+        key = "" if on_the_fly else self._reference_key(config)  # before sharding: whole tensors
+        self.parallel = parallel.wrap(self.policy, config, world, self.strategy)
+        forward = parallel.reference_forward(self.policy, self.parallel, reference_copy, world, score_pairs)
+        if on_the_fly:
+            self._reference = ReferenceScores(forward, None)
         else:
-            key = "|".join(
-                [
-                    fingerprint(self.policy),
-                    str(config.data.max_length),
-                    str(config.data.max_prompt_length),
-                    *sorted(p.pair_id for p in (*self.train_items, *self.eval_items)),
-                ]
-            )
+            self.policy.eval()
+            pairs = [*self.train_items, *self.eval_items]
             table = precompute_reference(
-                self.policy,
-                [*self.train_items, *self.eval_items],
-                self.pad_id,
-                world.device,
-                cache_dir() / "reference",
-                key,
-                share_prompt=self.share_prompt,
-            )
+                forward, pairs, self.pad_id, world.device, cache_dir() / "reference", key,
+                share_prompt=self.share_prompt, world=world,
+            )  # fmt: skip
+            self.policy.train()
             self._reference = ReferenceScores(None, table)
+
+    def _reference_key(self, config: RunConfig) -> str:
+        """What the precomputed reference depends on: the weights, the lengths, the pairs."""
+        lengths = [str(config.data.max_length), str(config.data.max_prompt_length)]
+        ids = sorted(p.pair_id for p in (*self.train_items, *self.eval_items))
+        return "|".join([fingerprint(self.policy), *lengths, *ids])
 
     def collate(self, items: Sequence[TokenizedPair]) -> Batch:
         """One micro-batch: prompt-sharing rows when the model supports them (``model.share_prompt``)."""
@@ -92,7 +101,7 @@ class LanguageModelFamily:
         return list(batch.pair_ids)
 
     def policy_scores(self, batch: Batch) -> PairScores:
-        return score_pairs(self.policy, batch)
+        return self.parallel.scores(batch)
 
     def reference_scores(self, batch: Batch) -> PairScores:
         return self._reference(batch, self.device)
@@ -141,6 +150,9 @@ class ToyFamily:
         self.device = world.device
         self.policy = policy.to(world.device).train()
         self._reference = frozen_copy(self.policy)
+        self.peft = None
+        self.strategy = parallel.resolve_strategy(config, world, self.policy)
+        self.parallel = parallel.wrap(self.policy, config, world, self.strategy, _toy_scores)
         prompts, chosen, rejected = toy.toy_pairs()
         self.train_items = [
             ToyPair(f"toy-x{int(x)}-w{int(w)}-l{int(lo)}", int(x), int(w), int(lo))
@@ -158,19 +170,12 @@ class ToyFamily:
     def pair_ids(self, batch: ToyBatch) -> list[str]:
         return batch.pair_ids
 
-    def _scores(self, model: nn.Module, batch: ToyBatch) -> PairScores:
-        logprobs = model(batch.prompts)
-        ones = torch.ones_like(batch.prompts)
-        chosen = logprobs.gather(1, batch.chosen.unsqueeze(1)).squeeze(1)
-        rejected = logprobs.gather(1, batch.rejected.unsqueeze(1)).squeeze(1)
-        return PairScores(chosen, rejected, ones, ones)
-
     def policy_scores(self, batch: ToyBatch) -> PairScores:
-        return self._scores(self.policy, batch)
+        return self.parallel.scores(batch)
 
     def reference_scores(self, batch: ToyBatch) -> PairScores:
         with torch.no_grad():
-            return self._scores(self._reference, batch)
+            return _toy_scores(self._reference, batch)
 
     def texts(self) -> list[PairText]:
         return [
@@ -187,6 +192,14 @@ class ToyFamily:
             mk.TOY_MASS_OUT_OF_PAIR: masses.mass_out_of_pair,
             mk.TOY_ENTROPY: masses.entropy,
         }
+
+
+def _toy_scores(model: nn.Module, batch: ToyBatch) -> PairScores:
+    logprobs = model(batch.prompts)
+    ones = torch.ones_like(batch.prompts)
+    chosen = logprobs.gather(1, batch.chosen.unsqueeze(1)).squeeze(1)
+    rejected = logprobs.gather(1, batch.rejected.unsqueeze(1)).squeeze(1)
+    return PairScores(chosen, rejected, ones, ones)
 
 
 def build_family(config: RunConfig, world: World) -> Family:

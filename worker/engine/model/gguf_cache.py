@@ -21,10 +21,12 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from contracts.user_errors import UserError
+
 DONE_MARK = "CONVERTED"
 
 
-class GgufConversionError(ValueError):
+class GgufConversionError(UserError):
     """The child process could not de-quantize the GGUF file; the message carries its error."""
 
 

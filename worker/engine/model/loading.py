@@ -24,6 +24,7 @@ from transformers import (
 )
 
 from contracts.config import ModelConfig
+from contracts.user_errors import UserError
 from worker.engine.data.tokenizer import build_tiny_tokenizer, load_tokenizer
 from worker.engine.model.gguf_cache import GgufConversionError, converted_dir
 
@@ -32,7 +33,7 @@ SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _KERNEL_DROPOUT_RATES = ("attention_dropout", "dropout")
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(UserError):
     """A model that cannot be loaded safely; the message names the field and the fix."""
 
 
@@ -54,7 +55,8 @@ def smollm2_dir() -> Path:
 
 
 def load_policy(config: ModelConfig, seed: int) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The trainable policy and its tokenizer, in float32 (bf16 is applied by autocast on CUDA)."""
+    """The trainable policy and its tokenizer, in ``config.dtype`` (float32 by default: bf16 is then
+    applied by autocast on CUDA, over float32 master weights)."""
     if config.source == "tiny":
         tokenizer = build_tiny_tokenizer(cache_dir() / "tokenizers")
         spec = config.tiny
@@ -82,8 +84,9 @@ def load_policy(config: ModelConfig, seed: int) -> tuple[PreTrainedModel, PreTra
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     disable_dropout(model)
-    if model.dtype != torch.float32:  # GGUF loads de-quantized to float32 already
-        model = model.float()
+    dtype = torch.bfloat16 if config.dtype == "bfloat16" else torch.float32
+    if model.dtype != dtype:  # GGUF loads de-quantized to float32 already
+        model = model.to(dtype)
     if config.gradient_checkpointing:
         enable_checkpointing(model, config.checkpoint_every_n_layers)
     release_freed_memory()

@@ -9,8 +9,10 @@ partial rotary embeddings on queries and keys together, SDPA under a ready boole
 the model's own modules, so checkpoints, optimizers and every other path see an ordinary Hugging Face
 model. The tests check hidden states and gradients against transformers' forward.
 
-``applies(model)`` says when it stands in: a GPT-NeoX model with default rotary embeddings, no
-activation checkpointing, and (in training) no dropout; anything else keeps transformers' forward.
+``applies(model)`` says when it stands in: a GPT-NeoX model with default rotary embeddings, layers
+not sharded by FSDP2 (their parameters are gathered by hooks on the layer's own forward, which this
+one does not call), no activation checkpointing, and (in training) no dropout; anything else keeps
+transformers' forward.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.distributed.fsdp import FSDPModule
 
 
 def applies(model: nn.Module) -> bool:
@@ -29,6 +32,8 @@ def applies(model: nn.Module) -> bool:
     if getattr(rotary, "rope_type", "default") != "default" or rotary.attention_scaling != 1.0:
         return False
     if 2 * rotary.inv_freq.numel() > base.config.hidden_size // base.config.num_attention_heads:
+        return False
+    if any(isinstance(layer, FSDPModule) for layer in base.layers):
         return False
     if not model.training:  # checkpointing and dropout act only in training
         return True

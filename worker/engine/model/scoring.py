@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from worker.engine import distributed
 from worker.engine.data.pairs import PairBatch, TokenizedPair, collate
+from worker.engine.distributed import World
 from worker.engine.model import neox_forward
 from worker.engine.model.head_logps import token_logps as head_token_logps
 from worker.engine.model.shared_prompt import SharedPromptBatch, attention_mask, collate_shared
@@ -96,17 +98,19 @@ def score_pairs(model: nn.Module, batch: Batch) -> PairScores:
 
 
 class ReferenceScores:
-    """πref log-probs: from a frozen model on the fly (``copy``), or precomputed once for every pair
-    and looked up by pair_id (``precomputed``; no reference model kept in memory)."""
+    """πref log-probs: on the fly from a gradient-free forward (``copy``: a frozen model, or the LoRA
+    policy with its adapters off), or precomputed once for every pair and looked up by pair_id
+    (``precomputed``; no reference model kept in memory)."""
 
-    def __init__(self, model: nn.Module | None, table: dict[str, tuple[float, float]] | None) -> None:
-        self._model = model
+    def __init__(
+        self, forward: Callable[[Batch], PairScores] | None, table: dict[str, tuple[float, float]] | None
+    ) -> None:
+        self._forward = forward
         self._table = table
 
     def __call__(self, batch: Batch, device: torch.device) -> PairScores:
-        if self._model is not None:
-            with torch.no_grad():
-                return score_pairs(self._model, batch)
+        if self._forward is not None:
+            return self._forward(batch)
         assert self._table is not None
         values = torch.tensor(
             [self._table[pid] for pid in batch.pair_ids], dtype=torch.float32, device=device
@@ -122,7 +126,7 @@ def _chunks(items: Sequence[TokenizedPair], size: int) -> Iterator[Sequence[Toke
 
 
 def precompute_reference(
-    model: nn.Module,
+    forward: Callable[[Batch], PairScores],
     pairs: Sequence[TokenizedPair],
     pad_id: int,
     device: torch.device,
@@ -130,30 +134,45 @@ def precompute_reference(
     key: str,
     batch_size: int = 16,
     share_prompt: bool = False,
+    world: World | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Reference log-probs of every pair, computed once and cached on disk under ``key``.
 
-    key should fingerprint (model weights, dataset pair ids, max lengths). The cache file holds plain
-    tensors and is read back with ``weights_only=True``. share_prompt: score through prompt-sharing
-    batches (``shared_prompt.py``; the model must support them).
+    forward: πref's gradient-free scores of a batch (eval mode is the caller's). key should fingerprint
+    (model weights, dataset pair ids, max lengths). The cache file holds plain tensors and is read
+    back with ``weights_only=True``. share_prompt: score through prompt-sharing batches
+    (``shared_prompt.py``; the model must support them). Several processes split the batches (every
+    rank runs the same number of forwards, as FSDP needs) and gather the table; rank 0 writes it.
     """
+    world = world or World(0, 1, device)
     digest = hashlib.sha256(key.encode()).hexdigest()[:24]
     path = cache / f"reference-{digest}.pt"
     ids = [pair.pair_id for pair in pairs]
-    if path.is_file():
-        stored = torch.load(path, weights_only=True)
-        table = dict(zip(stored["ids"], stored["values"].tolist(), strict=True))
-        if all(pid in table for pid in ids):
-            return {pid: tuple(table[pid]) for pid in ids}
-    values = []
-    model.eval()
-    with torch.no_grad():
-        for chunk in _chunks(pairs, batch_size):
-            batch = collate_shared(chunk, pad_id) if share_prompt else collate(chunk, pad_id)
-            scores = score_pairs(model, batch.to(device))
-            values.append(torch.stack([scores.chosen, scores.rejected], dim=1).cpu())
-    model.train()
-    stacked = torch.cat(values).double()
-    cache.mkdir(parents=True, exist_ok=True)
-    torch.save({"ids": ids, "values": stacked}, path)
+    cached = _cached(path, ids)
+    if not distributed.any_rank(cached is None, world):
+        assert cached is not None
+        return cached
+    chunks = list(_chunks(pairs, batch_size))
+    mine: list[tuple[int, Tensor]] = []
+    for index in range(world.rank, -(-len(chunks) // world.size) * world.size, world.size):
+        chunk = chunks[index % len(chunks)]  # past the end: a repeat, so every rank runs a forward
+        batch = collate_shared(chunk, pad_id) if share_prompt else collate(chunk, pad_id)
+        scores = forward(batch.to(device))
+        if index < len(chunks):
+            mine.append((index, torch.stack([scores.chosen, scores.rejected], dim=1).double().cpu()))
+    stacked = torch.cat([values for _, values in sorted(distributed.gather_objects(mine, world))])
+    if world.is_main:
+        cache.mkdir(parents=True, exist_ok=True)
+        torch.save({"ids": ids, "values": stacked}, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)  # another process never reads half a file
     return {pid: (float(row[0]), float(row[1])) for pid, row in zip(ids, stacked, strict=True)}
+
+
+def _cached(path: Path, ids: list[str]) -> dict[str, tuple[float, float]] | None:
+    if not path.is_file():
+        return None
+    stored = torch.load(path, weights_only=True)
+    table = dict(zip(stored["ids"], stored["values"].tolist(), strict=True))
+    if not all(pid in table for pid in ids):
+        return None
+    return {pid: tuple(table[pid]) for pid in ids}

@@ -9,8 +9,10 @@ fewer tokens through the network: on HH-RLHF at max_length 128 a micro-batch of 
 of the padded tokens of the 2B-row batch.
 
 It needs a model whose positions come only from ``position_ids`` and that accepts a ready 4D mask:
-``SHARED_PROMPT_TYPES`` lists the families checked by the tests (rotary GPT-NeoX and Llama; e.g.
-ALiBi models derive positions from the 2D mask and are left on the 2B-row path).
+``SHARED_PROMPT_TYPES`` lists the families checked by the tests (rotary GPT-NeoX, Llama — SmolLM2 is
+one —, Qwen2 and Mistral; e.g. ALiBi models derive positions from the 2D mask and are left on the
+2B-row path). A model with an active sliding window shorter than its context is left there too: the
+ready mask would let tokens see past the window.
 """
 
 from __future__ import annotations
@@ -23,16 +25,18 @@ from torch import Tensor, nn
 
 from worker.engine.data.pairs import TokenizedPair
 
-SHARED_PROMPT_TYPES = frozenset({"gpt_neox", "llama"})
+SHARED_PROMPT_TYPES = frozenset({"gpt_neox", "llama", "qwen2", "mistral"})
 _MASK_KINDS = {"sdpa": "bool", "eager": "additive"}
 
 
 def supports_shared_prompt(model: nn.Module) -> bool:
     """True when ``model``'s family and attention implementation take a custom 4D mask."""
     config = getattr(model, "config", None)
+    window = getattr(config, "sliding_window", None) if getattr(config, "use_sliding_window", True) else None
     return (
         getattr(config, "model_type", None) in SHARED_PROMPT_TYPES
         and getattr(config, "_attn_implementation", None) in _MASK_KINDS
+        and (window is None or window >= getattr(config, "max_position_embeddings", 0))
     )
 
 
