@@ -157,5 +157,5 @@ def test_fsdp2_in_one_process_equals_the_plain_path_and_resumes_exactly(tmp_path
 
 def test_fsdp_with_rank_zero_generation_is_refused_naming_the_fields() -> None:
     with pytest.raises(ConfigError, match=r"distributed\.strategy 'fsdp'.*use strategy 'ddp'"):
-        small("tiny-beta-dpo", "distributed.strategy=fsdp", "evaluation.at_end=true")  # win rates sampled on rank 0
+        small("tiny-beta-dpo", "distributed.strategy=fsdp", "evaluation.at_end=true")  # rank-0 win rates
     small("tiny-beta-dpo", "distributed.strategy=fsdp", "evaluation.at_end=false")  # accepted
