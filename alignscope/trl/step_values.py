@@ -57,6 +57,9 @@ def step_values(batches: Sequence[MicroBatch], beta0: float) -> dict[str, float]
     if present:
         values[mk.BDPO_M0] = present[-1].m0
         values[mk.BDPO_SIGMA] = present[-1].sigma
+        if len(present) > 1:  # one calibration per micro-batch: the authors log the step mean too
+            values[mk.BDPO_M0_STEP_MEAN] = _mean([cal.m0 for cal in present])
+            values[mk.BDPO_SIGMA_STEP_MEAN] = _mean([cal.sigma for cal in present])
         values[mk.BDPO_M_BAR_KEPT] = _mean([cal.m_bar_kept for cal in present])
         values[mk.BDPO_M_BAR_ALL] = _mean([cal.m_bar_all for cal in present])
         values[mk.BDPO_FILTERED_HIGH] = float(sum(cal.filtered_high for cal in present))

@@ -51,10 +51,12 @@ def click_a_step(tab: Tab, chart: str) -> None:
     raise AssertionError(f"clicking {chart} did not open the pairs of a step")
 
 
-def beta_run(service: Service) -> str:
-    """The β-DPO run launched from the form by the live test, or one launched here over the API."""
-    if "beta_run" in service.state:
-        return service.state["beta_run"]
+def beta_run(service: Service, finished: bool = False) -> str:
+    """The β-DPO run launched from the form by the live test (stopped early), or one launched here over
+    the API; ``finished``: one that ran to its end (its end-of-run evaluation included)."""
+    key = "finished_beta_run" if finished else "beta_run"
+    if key in service.state:
+        return service.state[key]
     preset = next(p for p in service.api("/presets") if p["name"] == "tiny-beta-dpo")
     config = {**preset["config"], "name": "api-beta-dpo"}
     config["optim"] = {**config["optim"], "max_steps": 10, "batch_size": 8, "micro_batch_size": 8}
@@ -67,7 +69,7 @@ def beta_run(service: Service) -> str:
     while service.api(f"/runs/{run_id}")["status"] in ("queued", "running"):
         assert time.monotonic() < deadline, "the β-DPO run did not finish"
         time.sleep(1)
-    service.state["beta_run"] = run_id
+    service.state[key] = run_id
     return run_id
 
 

@@ -19,7 +19,7 @@ READY = "document.querySelector('#app').dataset.ready === '1'"
 
 
 def test_runs_table_fits_1400_px_and_shows_a_win_rate(service: Service, tab: Tab) -> None:
-    beta = beta_run(service)
+    beta = beta_run(service, finished=True)
     assert service.api(f"/runs/{beta}/evaluations"), "the tiny-beta-dpo preset evaluates at the end"
     config = next(p for p in service.api("/presets") if p["name"] == "tiny-dpo")["config"]
     long = {**config, "name": "toy-3d/s1 on/on/seed0 " + "with a long descriptive name " * 4,

@@ -12,6 +12,6 @@ from worker.engine.checkpoint import MODEL_FILE, save_checkpoint
 
 
 def test_the_checkpoint_step_is_readable_from_the_model_file(tmp_path: Path) -> None:
-    folder = save_checkpoint(tmp_path / "ck", nn.Linear(2, 2), {"step": 37})
+    folder = save_checkpoint(tmp_path / "ck", nn.Linear(2, 2).state_dict(), {"step": 37})
     assert checkpoint_step(folder / MODEL_FILE) == 37
     assert checkpoint_step(tmp_path / "missing.safetensors") is None

@@ -113,8 +113,15 @@ def test_resume_copies_a_sharded_fsdp_checkpoint(client, settings):
     assert reply.status_code == 201, reply.text
     copied = settings.data_dir / "checkpoints" / reply.json()["id"]
     assert (copied / "sharded" / "__0_0.distcp").read_bytes() == b"shard"
-    (folder / "sharded" / ".metadata").unlink()  # shards without their plan: not a checkpoint
-    refused = client.post(f"/api/runs/{parent['id']}/resume")
+    other = new_run(client)  # the parent itself is now "already resumed"
+    claim(client, other["id"])
+    shards = settings.data_dir / "checkpoints" / other["id"] / "sharded"
+    shards.mkdir(parents=True)
+    (shards / "__0_0.distcp").write_bytes(b"shard")  # shards without their plan: not a checkpoint
+    (shards.parent / "state.pt").write_bytes(b"state")
+    with engine_of(client).begin() as conn:
+        runs.finish_run(conn, other["id"], 1, "stopped")
+    refused = client.post(f"/api/runs/{other['id']}/resume")
     assert refused.status_code == 409 and "no checkpoint to resume from" in refused.text
 
 

@@ -30,7 +30,8 @@ def test_a_run_asking_for_more_gpus_than_the_worker_offers_fails_with_the_reason
     scaleout: ProcessKeeper, scaleout_api: Api, data_dir: Path
 ) -> None:
     scaleout.worker("--gpus", "1")
-    run_id = scaleout_api.submit(tiny_config("num_processes=2", "device=cuda"))
+    # device auto: no CUDA worker is live here, and a device: cuda run would wait queued for one (19.6)
+    run_id = scaleout_api.submit(tiny_config("num_processes=2", "device=auto"))
     run = scaleout_api.wait(run_id, FINAL, 60)
     assert run["status"] == "failed"
     assert "asks for 2 processes but this worker offers 1 GPUs" in run["error"]

@@ -13,7 +13,7 @@ from backend.config_files import list_presets as preset_names
 from backend.config_files import load_preset
 from backend.experiment_spec import list_experiments, load_experiment, step_counts
 
-STEPS = re.compile(r"\b(\d[\d,]*) (?:[\w-]+ ){0,3}steps\b")
+STEPS = re.compile(r"\b(\d[\d,]*) (?:[A-Za-z-]+ ){0,3}steps\b")  # "9 runs of 16 steps" is 16
 NOT_RUN_STEPS = ("warm-up", "warmup", "SFT", "sft")  # "a 3-step SFT warm-up" counts other steps
 
 

@@ -36,10 +36,11 @@ def test_step_values_equal_the_engines() -> None:
     columns = {name: [v for b in batches for v in b.columns[name]] for name in COLUMNS}
     diagnostics = pair_diagnostics(*(columns[name] for name in COLUMNS[:6]), 0.1)
     columns.update({f.name: getattr(diagnostics, f.name) for f in fields(PairDiagnostics)})
-    table = step_metrics.StepTable(columns, loss=0.5, grad_norm=1.0, sft=0.0)
+    table = step_metrics.StepTable(columns, loss=0.5, grad_norm=1.0, sft=0.0, loss_all_pairs=0.5)
     engine = step_metrics.step_values(table, [b.calibration for b in batches])
     ours = step_values(batches, 0.1)
-    engine_only = {"train/loss", "train/sft_loss", "train/grad_norm"}  # TRL logs these itself
+    # TRL logs its own loss, SFT term and gradient norm
+    engine_only = {"train/loss", "train/sft_loss", "train/grad_norm", "train/loss_all_pairs"}
     assert set(engine) - set(ours) == engine_only and set(ours) <= set(engine)
     for key, value in ours.items():
         assert value == pytest.approx(engine[key], rel=1e-12, abs=1e-12), key

@@ -25,10 +25,11 @@ class Child:
     """One supervised child process. ``start`` runs ``argv`` with stdout and stderr appended to (or,
     ``append=False``, written over) ``log``, this worker's ``WORKER_ENV`` and ``env`` added to the
     environment; the child is registered until ``forget`` so that ``kill_all`` reaches it. ``stdin``:
-    DEVNULL, or PIPE for a child that waits for its work there (``warm_trainer``)."""
+    DEVNULL, or PIPE for a child that waits for its work there (``warm_trainer``). ``role`` names
+    what it is ("trainer", "experiment", "spare") in what ``kill_all`` reports."""
 
-    def __init__(self, process: subprocess.Popen[bytes], log: Path) -> None:
-        self.process, self.log = process, log
+    def __init__(self, process: subprocess.Popen[bytes], log: Path, role: str = "trainer") -> None:
+        self.process, self.log, self.role = process, log, role
         self.stopping_since: float | None = None
 
     @classmethod
@@ -39,6 +40,7 @@ class Child:
         env: Mapping[str, str] | None = None,
         append: bool = True,
         stdin: int = subprocess.DEVNULL,
+        role: str = "trainer",
     ) -> Child:
         log.parent.mkdir(parents=True, exist_ok=True)
         worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -47,7 +49,7 @@ class Child:
             process = subprocess.Popen(
                 list(argv), stdin=stdin, stdout=sink, stderr=subprocess.STDOUT, env=environ
             )
-            child = cls(process, log)
+            child = cls(process, log, role)
             _live.add(child)
         return child
 
@@ -92,14 +94,17 @@ class Child:
             return handle.read().decode("utf-8", "replace")
 
 
-def kill_all() -> int:
+def kill_all() -> dict[str, int]:
     """SIGKILL every live child of this process (a second shutdown request: do not wait for
-    checkpoints). Safe in a signal handler's thread: no logging. Returns how many were signalled."""
+    checkpoints). Safe in a signal handler's thread: no logging. Returns how many were signalled, by
+    role."""
     with _live_lock:
         running = [child for child in _live if child.running()]
+    killed: dict[str, int] = {}
     for child in running:
         child.kill()
-    return len(running)
+        killed[child.role] = killed.get(child.role, 0) + 1
+    return killed
 
 
 def process_alive(pid: int) -> bool:

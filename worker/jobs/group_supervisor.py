@@ -60,7 +60,7 @@ def supervise_group(
         row = experiment_groups.get_group(conn, group)
     assert row is not None
     try:
-        child = Child.start(experiment_argv(row), log_path(data_dir, group), append=False)
+        child = Child.start(experiment_argv(row), log_path(data_dir, group), append=False, role="experiment")
     except OSError as exc:
         return _fail(engine, group, f"could not start the experiment: {exc}")
     log.info("group %s: experiment pid %d (%s)", group, child.pid, child.log)

@@ -90,6 +90,7 @@ def _end_children(**_: object) -> None:
     if SHUTDOWN.is_set():
         ABORT.set()
         if killed := children.kill_all():  # in a signal handler: no print, no logging
-            os.write(2, f"worker: shutdown requested again; {killed} trainer(s) killed\n".encode())
+            said = ", ".join(f"{n} {role}(s) killed" for role, n in sorted(killed.items(), reverse=True))
+            os.write(2, f"worker: shutdown requested again; {said}\n".encode())
     SHUTDOWN.set()
     warm_trainer.close()

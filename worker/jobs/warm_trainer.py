@@ -59,7 +59,7 @@ class Spares:
                 self.spare.forget()
             log = self.folder / "spare.log"
             try:
-                self.spare = Child.start(SPARE_ARGV, log, append=False, stdin=subprocess.PIPE)
+                self.spare = Child.start(SPARE_ARGV, log, append=False, stdin=subprocess.PIPE, role="spare")
             except OSError:
                 self.spare = None
 
@@ -81,7 +81,7 @@ class Spares:
             spare.kill()
             spare.forget()
             return None
-        spare.log = log
+        spare.log, spare.role = log, "trainer"
         return spare
 
     def close(self) -> None:
