@@ -16,7 +16,7 @@ from tests.e2e.conftest import Service, Tab
 from tests.e2e.test_live_views import ALERT_KEYS, TRACES, last_finite, post, wait_finished
 
 pytestmark = pytest.mark.browser
-STEPS = 40
+STEPS = 200  # long enough to be stopped mid-way however fast the warm trainer starts (40 once finished first)
 
 
 def stopped_mid_way(service: Service) -> dict:
