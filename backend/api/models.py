@@ -16,7 +16,6 @@ from backend.storage.lineage import Segment
 from backend.storage.metrics import StoredPoint
 from backend.storage.pairs import PairRow, PairSummary
 from backend.storage.runs import RunRow
-from contracts.beta_advice import BetaAdvice
 from contracts.config import RunConfig
 from contracts.events import EvalRecord
 
@@ -301,27 +300,6 @@ class PairSummaryOut(Out):
             "noise_score": finite(row.noise_score),
         }
         return cls(**{**values, **floats})
-
-
-class BetaAdviceOut(Out):
-    """Suggested β0, α (u-units) and keep ratio ρ from the first steps' discrepancy distribution, the
-    statistics behind them (median M, robust spread, outlier share, pairs and steps used) and the
-    reasoning in plain sentences (contracts.beta_advice)."""
-
-    beta0: float
-    alpha: float
-    keep_ratio: float
-    centre: float
-    spread: float
-    outlier_share: float
-    pairs: int
-    steps: list[int]
-    reasons: list[str]
-
-    @classmethod
-    def of(cls, advice: BetaAdvice) -> BetaAdviceOut:
-        values = asdict(advice)
-        return cls(**{**values, "steps": list(advice.steps), "reasons": list(advice.reasons)})
 
 
 class EvalOut(Out):

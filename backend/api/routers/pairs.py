@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from backend.api.advice import advice_for
+from backend.api.advice import BetaAdviceOut, advice_for
 from backend.api.deps import ReadConn, Run
-from backend.api.models import BetaAdviceOut, ErrorOut, EvalOut, PairOut, PairSummaryOut
+from backend.api.models import ErrorOut, EvalOut, PairOut, PairSummaryOut
 from backend.api.queries import with_keep_probability
 from backend.storage import evaluations, lineage, pairs
 from backend.storage.pairs import PairOrder, SummaryOrder
