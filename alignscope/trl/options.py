@@ -20,14 +20,17 @@ class BetaDPO(BaseModel):
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="EMA momentum of M0 and σ.")
     beta_min: float = Field(1e-3, gt=0.0, description="Lower bound of β.")
     sigma_floor: float = Field(1e-3, gt=0.0, description="Lower bound of σ in the filter's weights.")
-    dynamic_beta: bool = Field(True, description="Adapt β per micro-batch (off: β = β0).")
+    dynamic_beta: bool = Field(True, description="Adapt β per calibration (off: β = β0).")
     filtering: bool = Field(True, description="Drop pairs by their discrepancy (off: keep all).")
-    level: Literal["batch", "instance"] = Field("batch", description="One β per micro-batch or one per pair.")
+    level: Literal["batch", "instance"] = Field("batch", description="One β per calibration or one per pair.")
     discrepancy_units: Literal["code", "paper"] = Field("code", description="M = u (code) or β0·u (paper).")
-    scope: Literal["micro_batch"] = Field(
-        "micro_batch",
-        description="One calibration per (global) micro-batch, as the authors' code; TRL computes each "
-        "micro-batch's loss before it sees the next, so 'batch' scope is not offered here.",
+    scope: Literal["batch", "micro_batch"] = Field(
+        "batch",
+        description="batch (default, as the engine's, docs/decisions/0060 and 0041): one calibration per "
+        "optimizer step over every pair of the step (all micro-batches, all ranks), from a no-grad scoring "
+        "pass when gradient_accumulation_steps > 1, so β, M0, σ and the loss do not depend on the "
+        "micro-batch size, a memory knob; micro_batch: one calibration per global micro-batch, as the "
+        "authors' code. Without accumulation both are the same.",
     )
     seed: int = Field(0, ge=0, description="Seed of the filter sampling (the same on every rank).")
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from contracts import metric_keys as mk
+from contracts.beta_dpo_values import beta_dpo_values
 from contracts.events import PairRecord
 from worker.alignment.beta_dpo import Calibration
 from worker.alignment.diagnostics import PairDiagnostics, StepSignals, pair_diagnostics
@@ -53,17 +54,7 @@ def step_values(batches: Sequence[MicroBatch], beta0: float) -> dict[str, float]
         mk.BDPO_KEPT_FRACTION: _mean(c["kept"]),
     }
     values[mk.PAIR_MASS_PER_TOKEN] = values[mk.PAIR_MASS] / max(_mean(tokens), 1.0)
-    present = [b.calibration for b in batches if b.calibration is not None]
-    if present:
-        values[mk.BDPO_M0] = present[-1].m0
-        values[mk.BDPO_SIGMA] = present[-1].sigma
-        if len(present) > 1:  # one calibration per micro-batch: the authors log the step mean too
-            values[mk.BDPO_M0_STEP_MEAN] = _mean([cal.m0 for cal in present])
-            values[mk.BDPO_SIGMA_STEP_MEAN] = _mean([cal.sigma for cal in present])
-        values[mk.BDPO_M_BAR_KEPT] = _mean([cal.m_bar_kept for cal in present])
-        values[mk.BDPO_M_BAR_ALL] = _mean([cal.m_bar_all for cal in present])
-        values[mk.BDPO_FILTERED_HIGH] = float(sum(cal.filtered_high for cal in present))
-        values[mk.BDPO_FILTERED_LOW] = float(sum(cal.filtered_low for cal in present))
+    values.update(beta_dpo_values([b.calibration for b in batches]))  # scope batch: one per step
     return values
 
 

@@ -47,3 +47,18 @@ def test_step_values_equal_the_engines() -> None:
     records = pair_records(3, batches)
     assert [(r.step, r.micro_batch) for r in records] == [(3, 0)] * 6 + [(3, 1)] * 6
     assert [r.m0 for r in records[6:]] == [batches[1].calibration.m0] * 6
+
+
+def test_one_calibration_per_step_counts_once() -> None:
+    """Scope batch: every micro-batch of the step carries the step's one calibration; its M0, σ and
+    filtered counts are logged once (no step means), by the engine's and the client's code alike."""
+    rng = random.Random(3)
+    calibrator = BetaCalibrator(CalibratorSettings(beta0=0.1), torch.Generator().manual_seed(0))
+    first = micro_batch(rng, calibrator)
+    second = micro_batch(rng, calibrator)
+    second.calibration = first.calibration
+    values = step_values([first, second], 0.1)
+    cal = first.calibration
+    assert (values["train/beta_dpo/m0"], values["train/beta_dpo/sigma"]) == (cal.m0, cal.sigma)
+    assert "train/beta_dpo/m0_step_mean" not in values and "train/beta_dpo/sigma_step_mean" not in values
+    assert values["train/beta_dpo/filtered_high"] + values["train/beta_dpo/filtered_low"] == 6 - cal.kept
