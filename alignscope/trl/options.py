@@ -10,8 +10,9 @@ from worker.alignment.beta_dpo import CalibratorSettings
 
 
 class BetaDPO(BaseModel):
-    """β-DPO (SCIENCE.md Product decisions 1–3) with the engine's calibrator: dynamic β and β-guided
-    filtering, each switchable (the paper's ablations). β0 is TRL's ``args.beta``."""
+    """β-DPO (SCIENCE.md Product decisions 1–3 and 6) with the engine's calibrator: dynamic β and
+    β-guided filtering, each switchable (the paper's ablations), calibrated once per optimizer step
+    (``scope`` batch, default) or per micro-batch. β0 is TRL's ``args.beta``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 

@@ -18,7 +18,6 @@ transformers 5.25.
 
 from __future__ import annotations
 
-import json
 import traceback
 from typing import Any
 
@@ -32,8 +31,6 @@ from alignscope.trl.capture import LogProbCapture, Scores, beta_dpo_loss
 from alignscope.trl.options import BetaDPO, Logging
 from alignscope.trl.recorder import Recorder, json_safe
 from alignscope.trl.step_values import COLUMNS, MicroBatch
-from contracts.events import PairText
-from contracts.pairs import PreferenceRow
 from worker.alignment.beta_dpo import BetaCalibrator, Calibration
 
 TEXT_FIELDS = ("prompt", "chosen", "rejected")
@@ -79,7 +76,8 @@ class DPOTrainer(trl.DPOTrainer):
         return batches, num_items_in_batch
 
     def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
-        pairs = inputs.pop(PAIRS_KEY, None) or []
+        texts = inputs.pop(PAIRS_KEY, None)
+        pairs = texts.rows if texts is not None else []
         slot = inputs.pop(SLOT_KEY, None)
         plan = self.step_plan if slot is not None else None
         self.capture.start()
@@ -153,16 +151,16 @@ class DPOTrainer(trl.DPOTrainer):
     def _record(
         self, scores: Scores, calibration: Calibration | None, pairs: list[tuple], offset: int
     ) -> None:
-        """Gather this micro-batch's per-pair columns and ids to the main process and keep them there."""
+        """Gather this micro-batch's per-pair columns and texts to the main process and keep them there
+        (one host transfer; the rows are built by the sender thread, alignscope.trl.rows)."""
         columns = torch.stack(self._columns(scores, calibration, offset)).detach().float()
-        gathered = self.accelerator.gather(columns.T.contiguous()).T  # (C, N): ranks in order
-        everything = gather_object(list(pairs)) if self.accelerator.num_processes > 1 else list(pairs)
+        if self.accelerator.num_processes > 1:
+            columns = self.accelerator.gather(columns.T.contiguous()).T  # (C, N): ranks in order
+            pairs = gather_object(list(pairs))
         if self.recorder is None:
             return
-        host = gathered.tolist()
-        batch = MicroBatch([p[0] for p in everything], dict(zip(COLUMNS, host, strict=True)), calibration)
-        texts = [PairText(*p) for p in everything]
-        self.recorder.add(self.state.global_step + 1, batch, texts)
+        batch = MicroBatch(pairs, dict(zip(COLUMNS, columns.tolist(), strict=True)), calibration)
+        self.recorder.add(self.state.global_step + 1, batch)
 
     def _columns(self, scores: Scores, calibration: Calibration | None, offset: int) -> list[torch.Tensor]:
         chosen = scores.policy_chosen.detach() - scores.reference_chosen
@@ -198,12 +196,23 @@ class DPOTrainer(trl.DPOTrainer):
         return config
 
 
-class _WithPairs:
-    """The data collator, plus each row's (pair_id, prompt, chosen, rejected) under PAIRS_KEY.
+class PairTexts:
+    """A micro-batch's raw (prompt, chosen, rejected) per row, in a box that transformers'
+    ``_prepare_inputs`` and accelerate's ``send_to_device`` pass through untouched (they walk lists)."""
 
-    The pair id is the content hash of contracts.pairs (PreferenceRow.pair_id) of the row as the user
-    gave it (the EOS that TRL appends to string completions is taken off first), so the same pair has
-    the same id in a TRL run and in a native run, and the compare page can align them."""
+    __slots__ = ("rows",)
+
+    def __init__(self, rows: list[tuple[Any, Any, Any]]) -> None:
+        self.rows = rows
+
+
+class _WithPairs:
+    """The data collator, plus each row's raw (prompt, chosen, rejected) under PAIRS_KEY.
+
+    They are the row as the user gave it (the EOS that TRL appends to string completions is taken
+    off), so their content hash (contracts.pairs, computed off the training thread by
+    alignscope.trl.rows) gives the same pair the same id in a TRL run and in a native run, and the
+    compare page can align them."""
 
     def __init__(self, collator: Any, eos: str | None) -> None:
         self.collator = collator
@@ -211,22 +220,18 @@ class _WithPairs:
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         batch = self.collator(examples)
-        batch[PAIRS_KEY] = [self.pair(example) for example in examples]
+        batch[PAIRS_KEY] = PairTexts([self.texts(example) for example in examples])
         return batch
 
-    def pair(self, example: dict[str, Any]) -> tuple[str, str, str, str]:
-        values = [example.get(name) for name in TEXT_FIELDS]
-        if any(value is None for value in values):  # no text columns: the token ids stand in
-            values = [str(example[f"{name}_ids"]) for name in TEXT_FIELDS]
-        if self.eos:
-            values = [
-                v.removesuffix(self.eos) if isinstance(v, str) and i else v for i, v in enumerate(values)
-            ]
-        row = PreferenceRow(*values, line=0, source="trl", format="")
-        return (
-            row.pair_id,
-            *(v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in values),
-        )
+    def texts(self, example: dict[str, Any]) -> tuple[Any, Any, Any]:
+        prompt, chosen, rejected = (example.get(name) for name in TEXT_FIELDS)
+        if prompt is None or chosen is None or rejected is None:  # no text columns: the token ids stand in
+            prompt, chosen, rejected = (str(example[f"{name}_ids"]) for name in TEXT_FIELDS)
+        eos = self.eos
+        if eos:
+            chosen = chosen.removesuffix(eos) if isinstance(chosen, str) else chosen
+            rejected = rejected.removesuffix(eos) if isinstance(rejected, str) else rejected
+        return prompt, chosen, rejected
 
 
 class _AlignScopeCallback(TrainerCallback):
@@ -245,11 +250,12 @@ class _AlignScopeCallback(TrainerCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         recorder = self.trainer.recorder
-        wanted = torch.tensor([1.0 if recorder is not None and recorder.run.stop_requested else 0.0])
+        wanted = recorder is not None and recorder.run.stop_requested
         accelerator = self.trainer.accelerator
-        if accelerator.num_processes > 1:
-            wanted = accelerator.reduce(wanted.to(accelerator.device), "sum").cpu()
-        if wanted.item() > 0:
+        if accelerator.num_processes > 1:  # every rank stops at the same step
+            flag = torch.tensor([1.0 if wanted else 0.0], device=accelerator.device)
+            wanted = accelerator.reduce(flag, "sum").item() > 0
+        if wanted:
             self.trainer.stopped_by_dashboard = True
             control.should_training_stop = True
 
