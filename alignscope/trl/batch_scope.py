@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
+from trl.models.utils import disable_gradient_checkpointing
 
 from alignscope.trl.capture import Scores
 from worker.alignment.beta_dpo import Calibration
@@ -62,7 +63,8 @@ def score_step(trainer: DPOTrainer, batches: list[dict[str, Any]]) -> tuple[list
     starts: list[int] = []
     prepared: list[dict[str, Any]] = []
     position = 0
-    with torch.no_grad(), trainer.compute_loss_context_manager():
+    checkpointing = disable_gradient_checkpointing(trainer.model, trainer.args.gradient_checkpointing_kwargs)
+    with torch.no_grad(), checkpointing, trainer.compute_loss_context_manager():  # as TRL's reference pass
         for slot, batch in enumerate(batches):
             inputs = trainer._prepare_inputs(batch)
             scores = _score(trainer, model, inputs)
