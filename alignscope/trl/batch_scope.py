@@ -72,18 +72,15 @@ def score_step(trainer: DPOTrainer, batches: list[dict[str, Any]]) -> tuple[list
             starts.append(position)
             position += gathered.shape[0]
             logits.append(gathered)
-            inputs["ref_chosen_logps"], inputs["ref_rejected_logps"] = (
-                scores.reference_chosen,
-                scores.reference_rejected,
-            )
-            inputs[SLOT_KEY] = slot
+            inputs[SLOT_KEY] = slot  # its reference log-probs are in it too (_score)
             prepared.append(inputs)
     calibration = trainer.calibrator.calibrate(torch.cat(logits), train=True)
     return prepared, StepPlan(calibration, starts, len(batches))
 
 
 def _score(trainer: DPOTrainer, model: Any, inputs: dict[str, Any]) -> Scores:
-    """One micro-batch's Scores by TRL's reference and policy calls (no gradients)."""
+    """One micro-batch's Scores by TRL's reference and policy calls (no gradients); ``inputs`` keeps
+    the reference log-probs for the gradient pass."""
     if "ref_chosen_logps" not in inputs:  # TRL did not precompute them (precompute_ref_log_probs)
         reference = trainer.ref_model if trainer.ref_model is not None else trainer.model
         chosen, rejected = trainer.compute_ref_log_probs(reference, inputs)
