@@ -30,7 +30,6 @@ from alignscope.trl.batch_scope import PAIRS_KEY, SLOT_KEY, StepPlan, score_step
 from alignscope.trl.capture import LogProbCapture, Scores, beta_dpo_loss
 from alignscope.trl.options import BetaDPO, Logging
 from alignscope.trl.recorder import Recorder, json_safe
-from alignscope.trl.step_values import COLUMNS, MicroBatch
 from worker.alignment.beta_dpo import BetaCalibrator, Calibration
 
 TEXT_FIELDS = ("prompt", "chosen", "rejected")
@@ -152,15 +151,14 @@ class DPOTrainer(trl.DPOTrainer):
         self, scores: Scores, calibration: Calibration | None, pairs: list[tuple], offset: int
     ) -> None:
         """Gather this micro-batch's per-pair columns and texts to the main process and keep them there
-        (one host transfer; the rows are built by the sender thread, alignscope.trl.rows)."""
+        (on the device until the step is emitted: one host transfer per step; the rows are built by
+        the sender thread, alignscope.trl.rows)."""
         columns = torch.stack(self._columns(scores, calibration, offset)).detach().float()
         if self.accelerator.num_processes > 1:
             columns = self.accelerator.gather(columns.T.contiguous()).T  # (C, N): ranks in order
             pairs = gather_object(list(pairs))
-        if self.recorder is None:
-            return
-        batch = MicroBatch(pairs, dict(zip(COLUMNS, columns.tolist(), strict=True)), calibration)
-        self.recorder.add(self.state.global_step + 1, batch)
+        if self.recorder is not None:
+            self.recorder.add(self.state.global_step + 1, pairs, columns, calibration)
 
     def _columns(self, scores: Scores, calibration: Calibration | None, offset: int) -> list[torch.Tensor]:
         chosen = scores.policy_chosen.detach() - scores.reference_chosen
