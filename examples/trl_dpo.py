@@ -56,6 +56,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--optim", default="adamw_torch", help="transformers' optimizer name, e.g. sgd")
     parser.add_argument("--beta", type=float, default=0.1)
+    parser.add_argument("--precompute-ref", action="store_true", help="TRL's precompute_ref_log_probs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                         help="the tiny model's dtype (float64: the tests' exact comparisons)")  # fmt: skip
@@ -104,7 +105,7 @@ def build(args: argparse.Namespace) -> DPOTrainer:
         output_dir=args.output_dir or tempfile.mkdtemp(prefix="trl-dpo-"), max_steps=args.max_steps,
         per_device_train_batch_size=args.batch_size, gradient_accumulation_steps=args.grad_accum,
         learning_rate=args.lr, optim=args.optim, beta=args.beta, logging_steps=args.logging_steps,
-        save_strategy="no",
+        save_strategy="no", precompute_ref_log_probs=args.precompute_ref,
         report_to=[], seed=args.seed, data_seed=args.seed, use_cpu=not torch.cuda.is_available(),
         run_name=args.run_name, max_length=128, disable_tqdm=True,
     )  # fmt: skip

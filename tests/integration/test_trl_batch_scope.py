@@ -39,10 +39,11 @@ class Gradients(TrainerCallback):
 
 
 def train(
-    folder: Path, batch: int, accumulation: int, scope: str
+    folder: Path, batch: int, accumulation: int, scope: str, *more: str
 ) -> tuple[list[dict], dict[int, dict], Gradients]:
-    """(pair records, step → TRL's logs, gradients) of a β-DPO run over global batches of 16."""
-    flags = ["--beta-dpo", "--beta-dpo-scope", scope, "--batch-size", str(batch), "--grad-accum",
+    """(pair records, step → TRL's logs, gradients) of a β-DPO run over global batches of 16 (``more``:
+    more example flags)."""
+    flags = [*more, "--beta-dpo", "--beta-dpo-scope", scope, "--batch-size", str(batch), "--grad-accum",
              str(accumulation), "--max-steps", str(STEPS), "--optim", "sgd", "--lr", "2.0", "--pairs", "96",
              "--dtype", "float64", "--spool-dir", str(folder), "--finish-timeout", "0"]  # fmt: skip
     example = example_module()
@@ -88,3 +89,11 @@ def test_batch_scope_does_not_depend_on_the_micro_batch_size(tmp_path: Path) -> 
     assert len({r["beta"] for r in step_two}) == 2  # each micro-batch its own β
     with pytest.raises(AssertionError):
         assert_same_run(authors, whole)
+
+
+def test_batch_scope_with_trls_precomputed_reference(tmp_path: Path) -> None:
+    """With TRL's precompute_ref_log_probs the scoring pass runs the policy only; the run is the same."""
+    precomputed = train(tmp_path / "pre", 8, 2, "batch", "--precompute-ref")
+    records, logs, _ = precomputed
+    replay_beta_dpo(by_step(records), logs, "batch")
+    assert_same_run(precomputed, train(tmp_path / "16x1", 16, 1, "batch"))
