@@ -2,9 +2,11 @@
 
 A message is ``{"seq": n, "kind": "open" | "batch" | "finish", "body": {...}}`` with ``seq`` counting
 from 0 in the order the trainer made them. A batch body made by the trainer holds the contracts
-dataclasses (MetricPoint, PairRecord, PairText), converted to wire rows only in the sender thread
-(``wire``); a spooled message is already wire JSON. ``requests`` turns a run of messages into as few
-HTTP requests as possible, in order: consecutive batches are merged up to ``max_rows`` rows.
+dataclasses (MetricPoint, PairRecord, PairText), wire rows, or a zero-argument callable returning
+wire rows (alignscope.trl's pair records and texts), converted to wire rows only in the sender thread
+(``wire``, once per message); a spooled message is already wire JSON. ``requests`` turns a run of
+messages into as few HTTP requests as possible, in order: consecutive batches are merged up to
+``max_rows`` rows.
 """
 
 from __future__ import annotations
@@ -37,8 +39,12 @@ def wire(message: Message) -> Message:
         return message
     body = dict(message["body"])
     for name, row in (("points", point_row), ("pairs", pair_row), ("texts", text_row)):
-        body[name] = [row(item) if isinstance(item, MetricPoint | PairRecord | PairText) else item
-                      for item in body.get(name, ())]  # fmt: skip
+        items = body.get(name, ())
+        if callable(items):
+            body[name] = items()  # built as wire rows
+        else:
+            body[name] = [row(item) if isinstance(item, MetricPoint | PairRecord | PairText) else item
+                          for item in items]  # fmt: skip
     return {**message, "body": body}
 
 

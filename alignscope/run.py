@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from contracts.events import MetricPoint, PairRecord, PairText
 from contracts.ingest import RUN_ID_PATTERN
 
 log = logging.getLogger("alignscope")
+Rows = Callable[[], list[list[object]]]  # wire rows, built when the sender thread takes the message
 DEFAULT_SPOOL_DIR = Path(".alignscope") / "spool"
 
 
@@ -94,13 +95,17 @@ class Run:
         self,
         step: int,
         points: Sequence[MetricPoint] = (),
-        records: Sequence[PairRecord] = (),
-        texts: Sequence[PairText] = (),
+        records: Sequence[PairRecord] | Rows = (),
+        texts: Sequence[PairText] | Rows = (),
         message: str | None = None,
         progress: float | None = None,
     ) -> None:
-        """Everything of one step in one message (the cheapest way to log)."""
-        body = {"points": list(points), "pairs": list(records), "texts": list(texts), "step": step}
+        """Everything of one step in one message (the cheapest way to log). Rows may also be given in
+        their wire form (lists in contracts.ingest column order), and records and texts as a
+        zero-argument callable returning those, called on the sender thread (alignscope.trl does:
+        the training thread then builds no per-pair object)."""
+        body = {"points": list(points), "step": step, **{name: rows if callable(rows) else list(rows)
+                for name, rows in (("pairs", records), ("texts", texts))}}  # fmt: skip
         body.update({k: v for k, v in (("message", message), ("progress", progress)) if v is not None})
         self._put("batch", body)
 

@@ -1,5 +1,9 @@
-"""The background sender: the trainer's thread only puts messages on a bounded queue; one daemon
+"""The background sender: the trainer's thread only appends messages to a bounded queue; one daemon
 thread delivers them in order, so a training step never waits for the network.
+
+The queue is a deque the thread drains every ``flush_s`` (and at ``close``): a ``put`` wakes no
+thread, so the training thread never hands the GIL over per step, and the thread wires, encodes and
+sends (or spools) a flush interval's messages at once.
 
 Delivery rules:
 - while the spool holds messages, new ones are appended to it and the spool is delivered first
@@ -16,9 +20,9 @@ Delivery rules:
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -56,7 +60,8 @@ class Sender:
         self.run_id = run_id
         self.transport = transport
         self.spool = spool
-        self.queue: queue.Queue[Message] = queue.Queue(queue_size)
+        self.queue: collections.deque[Message] = collections.deque()
+        self.queue_size = queue_size
         self.flush_s, self.heartbeat_s = flush_s, heartbeat_s
         self.retry_s, self.max_retry_s = retry_s, max_retry_s
         self.on_ack = on_ack
@@ -65,15 +70,15 @@ class Sender:
         self._backoff = retry_s
         self._retry_at = 0.0
         self._last_sent = time.monotonic()
-        self._closing = threading.Event()
+        self._closing = threading.Event()  # set by close(); it also wakes the thread
         self._thread = threading.Thread(target=self._loop, name="alignscope-sender", daemon=True)
         self._thread.start()
 
     def put(self, message: Message) -> None:
-        """Queue ``message`` without blocking (spooled when the queue is full)."""
-        try:
-            self.queue.put_nowait(message)
-        except queue.Full:
+        """Queue ``message`` without blocking or waking the thread (spooled when the queue is full)."""
+        if len(self.queue) < self.queue_size:
+            self.queue.append(message)
+        else:
             self.spool.append([message])
             self.spilled += 1
 
@@ -88,7 +93,7 @@ class Sender:
             self._thread.join(self.transport_timeout())
         if self.transport is not None:
             self.transport.close()
-        return len(self.spool) == 0 and self.queue.empty()
+        return len(self.spool) == 0 and not self.queue
 
     def transport_timeout(self) -> float:
         return float(getattr(self.transport, "timeout_s", 10.0)) + 1.0
@@ -105,25 +110,22 @@ class Sender:
                 self.spool.append(taken + self._drain_queue())
                 return
             self._deliver(taken)
-            if closing and self.queue.empty() and (len(self.spool) == 0 or self.transport is None):
+            if closing and not self.queue and (len(self.spool) == 0 or self.transport is None):
                 return
             if closing and len(self.spool) and time.monotonic() < self._retry_at:
                 time.sleep(min(0.1, self._retry_at - time.monotonic()))
 
     def _take(self) -> list[Message]:
-        """The queued messages: waits up to flush_s for the first one."""
-        try:
-            first = self.queue.get(timeout=0.0 if self._closing.is_set() else self.flush_s)
-        except queue.Empty:
-            return []
-        return [first, *self._drain_queue()]
+        """The messages queued during a flush_s wait (close() ends the wait)."""
+        self._closing.wait(self.flush_s)
+        return self._drain_queue()
 
     def _drain_queue(self) -> list[Message]:
         taken = []
         while True:
             try:
-                taken.append(self.queue.get_nowait())
-            except queue.Empty:
+                taken.append(self.queue.popleft())
+            except IndexError:
                 return taken
 
     def _deliver(self, taken: list[Message]) -> None:

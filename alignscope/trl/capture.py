@@ -27,6 +27,10 @@ class Scores:
     chosen_tokens: Tensor
     rejected_tokens: Tensor
 
+    def logits(self) -> Tensor:
+        """u = ρ_w − ρ_l per pair (B,), with the policy's graph."""
+        return (self.policy_chosen - self.reference_chosen) - (self.policy_rejected - self.reference_rejected)
+
 
 class LogProbCapture:
     """Forward hooks on the policy and the reference model that keep the per-token log-probs of
@@ -68,10 +72,12 @@ class LogProbCapture:
             handle.remove()
 
 
-def beta_dpo_loss(scores: Scores, beta: Tensor, keep: Tensor, kept_global: int, world_size: int) -> Tensor:
-    """Σ_kept −log σ(β·u_i) / n_kept_global · world_size over this rank's pairs, u = ρ_w − ρ_l: after
-    DDP's gradient average it is the masked mean over the global micro-batch (as in the engine)."""
-    chosen = scores.policy_chosen - scores.reference_chosen
-    logits = chosen - (scores.policy_rejected - scores.reference_rejected)
-    per_pair = -torch.nn.functional.logsigmoid(beta * logits)
-    return (per_pair * keep).sum() / max(kept_global, 1) * world_size
+def beta_dpo_loss(
+    scores: Scores, beta: Tensor, keep: Tensor, kept_global: int, world_size: int, accumulation: int = 1
+) -> Tensor:
+    """Σ_kept −log σ(β·u_i) / n_kept_global · world_size · accumulation over this rank's pairs,
+    u = ρ_w − ρ_l. After DDP's gradient average over ranks and transformers' division by the step's
+    micro-batch count, the calibration's pairs (a global micro-batch with ``accumulation`` 1, or the
+    whole optimizer step with scope batch) get the gradient of their masked mean (as in the engine)."""
+    per_pair = -torch.nn.functional.logsigmoid(beta * scores.logits())
+    return (per_pair * keep).sum() / max(kept_global, 1) * (world_size * accumulation)

@@ -10,8 +10,9 @@ from worker.alignment.beta_dpo import CalibratorSettings
 
 
 class BetaDPO(BaseModel):
-    """β-DPO (SCIENCE.md Product decisions 1–3) with the engine's calibrator: dynamic β and β-guided
-    filtering, each switchable (the paper's ablations). β0 is TRL's ``args.beta``."""
+    """β-DPO (SCIENCE.md Product decisions 1–3 and 6) with the engine's calibrator: dynamic β and
+    β-guided filtering, each switchable (the paper's ablations), calibrated once per optimizer step
+    (``scope`` batch, default) or per micro-batch. β0 is TRL's ``args.beta``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
@@ -20,14 +21,17 @@ class BetaDPO(BaseModel):
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="EMA momentum of M0 and σ.")
     beta_min: float = Field(1e-3, gt=0.0, description="Lower bound of β.")
     sigma_floor: float = Field(1e-3, gt=0.0, description="Lower bound of σ in the filter's weights.")
-    dynamic_beta: bool = Field(True, description="Adapt β per micro-batch (off: β = β0).")
+    dynamic_beta: bool = Field(True, description="Adapt β per calibration (off: β = β0).")
     filtering: bool = Field(True, description="Drop pairs by their discrepancy (off: keep all).")
-    level: Literal["batch", "instance"] = Field("batch", description="One β per micro-batch or one per pair.")
+    level: Literal["batch", "instance"] = Field("batch", description="One β per calibration or one per pair.")
     discrepancy_units: Literal["code", "paper"] = Field("code", description="M = u (code) or β0·u (paper).")
-    scope: Literal["micro_batch"] = Field(
-        "micro_batch",
-        description="One calibration per (global) micro-batch, as the authors' code; TRL computes each "
-        "micro-batch's loss before it sees the next, so 'batch' scope is not offered here.",
+    scope: Literal["batch", "micro_batch"] = Field(
+        "batch",
+        description="batch (default, as the engine's, docs/decisions/0060 and 0041): one calibration per "
+        "optimizer step over every pair of the step (all micro-batches, all ranks), from a no-grad scoring "
+        "pass when gradient_accumulation_steps > 1, so β, M0, σ and the loss do not depend on the "
+        "micro-batch size, a memory knob; micro_batch: one calibration per global micro-batch, as the "
+        "authors' code. Without accumulation both are the same.",
     )
     seed: int = Field(0, ge=0, description="Seed of the filter sampling (the same on every rank).")
 

@@ -1,6 +1,6 @@
-"""A TRL step's per-pair values → AlignScope's metric values and pair records, with the 3D
-diagnostics of worker.alignment. The same quantities and keys as a native run's (the engine's
-step_metrics), so the dashboard draws an external run like a native one.
+"""A TRL step's per-pair values → AlignScope's metric values, with the 3D diagnostics of
+worker.alignment (its pair records: alignscope.trl.rows). The same quantities and keys as a native
+run's (the engine's step_metrics), so the dashboard draws an external run like a native one.
 """
 
 from __future__ import annotations
@@ -8,9 +8,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from contracts import metric_keys as mk
-from contracts.events import PairRecord
+from contracts.beta_dpo_values import beta_dpo_values
 from worker.alignment.beta_dpo import Calibration
 from worker.alignment.diagnostics import PairDiagnostics, StepSignals, pair_diagnostics
 
@@ -20,9 +21,11 @@ COLUMNS = mk.PAIR_COLUMNS[mk.PAIR_COLUMNS.index("policy_chosen_logp") : mk.PAIR_
 
 @dataclass
 class MicroBatch:
-    """One global micro-batch of a step: pair ids and COLUMNS → N host values (all ranks, rank order)."""
+    """One global micro-batch of a step (all ranks, rank order): each pair's raw (prompt, chosen,
+    rejected) as the dataset gave them (less TRL's EOS), COLUMNS → N host values, and the calibration
+    its β-DPO values come from (the step's one with scope batch)."""
 
-    pair_ids: list[str]
+    pairs: list[tuple[Any, Any, Any]]
     columns: dict[str, list[float]]
     calibration: Calibration | None
 
@@ -53,17 +56,7 @@ def step_values(batches: Sequence[MicroBatch], beta0: float) -> dict[str, float]
         mk.BDPO_KEPT_FRACTION: _mean(c["kept"]),
     }
     values[mk.PAIR_MASS_PER_TOKEN] = values[mk.PAIR_MASS] / max(_mean(tokens), 1.0)
-    present = [b.calibration for b in batches if b.calibration is not None]
-    if present:
-        values[mk.BDPO_M0] = present[-1].m0
-        values[mk.BDPO_SIGMA] = present[-1].sigma
-        if len(present) > 1:  # one calibration per micro-batch: the authors log the step mean too
-            values[mk.BDPO_M0_STEP_MEAN] = _mean([cal.m0 for cal in present])
-            values[mk.BDPO_SIGMA_STEP_MEAN] = _mean([cal.sigma for cal in present])
-        values[mk.BDPO_M_BAR_KEPT] = _mean([cal.m_bar_kept for cal in present])
-        values[mk.BDPO_M_BAR_ALL] = _mean([cal.m_bar_all for cal in present])
-        values[mk.BDPO_FILTERED_HIGH] = float(sum(cal.filtered_high for cal in present))
-        values[mk.BDPO_FILTERED_LOW] = float(sum(cal.filtered_low for cal in present))
+    values.update(beta_dpo_values([b.calibration for b in batches]))  # scope batch: one per step
     return values
 
 
@@ -79,20 +72,6 @@ def signal_values(signals: StepSignals) -> dict[str, float]:
     alerts = {"drastic_drop": mk.ALERT_D1, "degradation": mk.ALERT_D2, "dispersion": mk.ALERT_D3}
     values.update({alerts[alert.name]: 1.0 for alert in signals.alerts})
     return values
-
-
-def pair_records(step: int, batches: Sequence[MicroBatch]) -> list[PairRecord]:
-    """One PairRecord per pair of every micro-batch of the step."""
-    records = []
-    for index, batch in enumerate(batches):
-        cal = batch.calibration
-        m0, sigma = (cal.m0, cal.sigma) if cal is not None else (math.nan, math.nan)
-        rows = zip(batch.pair_ids, *(batch.columns[name] for name in COLUMNS), strict=True)
-        for pair_id, pc, pr, rc, rr, ct, rt, disc, w, kept, beta in rows:
-            record = PairRecord(step, index, pair_id, pc, pr, rc, rr, int(ct), int(rt), disc, w, bool(kept),
-                                beta, m0, sigma)  # fmt: skip
-            records.append(record)
-    return records
 
 
 # TRL's logged names → AlignScope's keys (every TRL value is also kept as "trl/<name>")

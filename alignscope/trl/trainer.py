@@ -6,15 +6,18 @@
 
 Per micro-batch, ``compute_loss`` lets TRL compute its loss and metrics as usual, reads the four
 summed log-probs of every pair from TRL's own forward passes (alignscope.trl.capture) and, with
-β-DPO, replaces TRL's loss by the engine's β-DPO loss from the engine's calibrator on the GLOBAL
-micro-batch (gathered over ranks, like the engine). On steps TRL logs, the per-pair values are
+β-DPO, replaces TRL's loss by the engine's β-DPO loss from the engine's calibrator. With
+``BetaDPO(scope="batch")`` (the default) and gradient accumulation, ``get_batch_samples`` first
+scores the step's micro-batches without gradients and calibrates once over the whole global batch
+(alignscope.trl.batch_scope); otherwise each GLOBAL micro-batch (gathered over ranks, like the
+engine) is calibrated in its own ``compute_loss``. On steps TRL logs, the per-pair values are
 gathered to the main process, which alone writes (alignscope.trl.recorder). The dashboard's Stop
-sets ``control.should_training_stop`` on every rank at the next step. Tested with TRL 1.16.0.
+sets ``control.should_training_stop`` on every rank at the next step. Tested with TRL 1.16.0 and
+transformers 5.25.
 """
 
 from __future__ import annotations
 
-import json
 import traceback
 from typing import Any
 
@@ -23,15 +26,12 @@ import trl
 from accelerate.utils import gather_object
 from transformers import TrainerCallback
 
+from alignscope.trl.batch_scope import PAIRS_KEY, SLOT_KEY, StepPlan, score_step
 from alignscope.trl.capture import LogProbCapture, Scores, beta_dpo_loss
 from alignscope.trl.options import BetaDPO, Logging
 from alignscope.trl.recorder import Recorder, json_safe
-from alignscope.trl.step_values import COLUMNS, MicroBatch
-from contracts.events import PairText
-from contracts.pairs import PreferenceRow
 from worker.alignment.beta_dpo import BetaCalibrator, Calibration
 
-PAIRS_KEY = "alignscope_pairs"
 TEXT_FIELDS = ("prompt", "chosen", "rejected")
 
 
@@ -50,6 +50,7 @@ class DPOTrainer(trl.DPOTrainer):
         generator = torch.Generator().manual_seed(beta_dpo.seed) if beta_dpo else None
         self.calibrator = BetaCalibrator(beta_dpo.settings(self.beta), generator) if beta_dpo else None
         self.data_collator = _WithPairs(self.data_collator, getattr(self.processing_class, "eos_token", None))
+        self.step_plan: StepPlan | None = None  # scope batch: the current step's one calibration
         self.recorder: Recorder | None = None
         self.stopped_by_dashboard = False
         if self.accelerator.is_main_process:
@@ -64,18 +65,35 @@ class DPOTrainer(trl.DPOTrainer):
         if self._signature_columns is not None:
             self._signature_columns = [*self._signature_columns, *TEXT_FIELDS]
 
+    def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: Any) -> tuple[list, Any]:
+        """transformers' micro-batches of one optimizer step; with β-DPO scope batch and more than one
+        of them, scored and calibrated once first (alignscope.trl.batch_scope)."""
+        batches, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        self.step_plan = None
+        if self.beta_dpo is not None and self.beta_dpo.scope == "batch" and len(batches) > 1:
+            batches, self.step_plan = score_step(self, batches)
+        return batches, num_items_in_batch
+
     def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
-        pairs = inputs.pop(PAIRS_KEY, None) or []
+        texts = inputs.pop(PAIRS_KEY, None)
+        pairs = texts.rows if texts is not None else []
+        slot = inputs.pop(SLOT_KEY, None)
+        plan = self.step_plan if slot is not None else None
         self.capture.start()
-        result = super()._compute_loss(model, inputs, return_outputs)
+        precomputed = self.precompute_ref_logps
+        self.precompute_ref_logps = precomputed or plan is not None  # TRL reads the pre-pass's reference
+        try:
+            result = super()._compute_loss(model, inputs, return_outputs)
+        finally:
+            self.precompute_ref_logps = precomputed
         scores = self.capture.scores(inputs)
         train = self.model.training
-        calibration = None
+        calibration, offset = None, self._rank_offset(scores, plan, slot)
         if self.calibrator is not None:
-            calibration, loss = self._beta_dpo(scores, train)
+            calibration, loss = self._beta_dpo(scores, train, plan, offset)
             result = (loss, result[1]) if return_outputs else loss
         if train and self._records_wanted():
-            self._record(scores, calibration, pairs)
+            self._record(scores, calibration, pairs, offset)
         return result
 
     def train(self, *args: Any, **kwargs: Any) -> Any:
@@ -94,23 +112,32 @@ class DPOTrainer(trl.DPOTrainer):
 
     # ------------------------------------------------------------------ β-DPO and records
 
-    def _beta_dpo(self, scores: Scores, train: bool) -> tuple[Calibration, torch.Tensor]:
-        """The engine's calibration of the global micro-batch and this rank's share of its loss."""
+    def _beta_dpo(
+        self, scores: Scores, train: bool, plan: StepPlan | None, offset: int
+    ) -> tuple[Calibration, torch.Tensor]:
+        """The calibration this micro-batch's pairs belong to (the step's ``plan``, else the engine's
+        calibration of the global micro-batch, made here) and this rank's share of its loss."""
         assert self.calibrator is not None
-        logits = (scores.policy_chosen - scores.reference_chosen) - (
-            scores.policy_rejected - scores.reference_rejected
-        )
-        calibration = self.calibrator.calibrate(self.accelerator.gather(logits.detach()), train=train)
-        local = self._local(logits.shape[0])
+        logits = scores.logits()
+        if plan is None:
+            calibration = self.calibrator.calibrate(self.accelerator.gather(logits.detach()), train=train)
+            accumulation = 1
+        else:  # transformers divides by the micro-batch count unless the loss says it scaled itself
+            calibration = plan.calibration
+            accumulation = 1 if self.loss_is_scaled_for_ga else plan.accumulation
+        local = slice(offset, offset + logits.shape[0])
         beta = calibration.beta.to(logits.dtype)
         beta = beta[local] if beta.dim() else beta
         keep = calibration.keep[local].to(logits.dtype)
         world = self.accelerator.num_processes
-        return calibration, beta_dpo_loss(scores, beta, keep, calibration.kept, world)
+        return calibration, beta_dpo_loss(scores, beta, keep, calibration.kept, world, accumulation)
 
-    def _local(self, size: int) -> slice:
-        start = self.accelerator.process_index * size
-        return slice(start, start + size)
+    def _rank_offset(self, scores: Scores, plan: StepPlan | None, slot: int | None) -> int:
+        """Where this rank's pairs start in their calibration (the global micro-batch, or the step)."""
+        size = scores.policy_chosen.shape[0]
+        if plan is None or slot is None:
+            return self.accelerator.process_index * size
+        return plan.offset(slot, self.accelerator.process_index, size)
 
     def _records_wanted(self) -> bool:
         if not self.alignscope_options.pair_records:
@@ -120,19 +147,20 @@ class DPOTrainer(trl.DPOTrainer):
         last = self.state.max_steps > 0 and step >= self.state.max_steps
         return step % every == 0 or last or (step == 1 and self.args.logging_first_step)
 
-    def _record(self, scores: Scores, calibration: Calibration | None, pairs: list[tuple]) -> None:
-        """Gather this micro-batch's per-pair columns and ids to the main process and keep them there."""
-        columns = torch.stack(self._columns(scores, calibration)).detach().float()
-        gathered = self.accelerator.gather(columns.T.contiguous()).T  # (C, N): ranks in order
-        everything = gather_object(list(pairs)) if self.accelerator.num_processes > 1 else list(pairs)
-        if self.recorder is None:
-            return
-        host = gathered.tolist()
-        batch = MicroBatch([p[0] for p in everything], dict(zip(COLUMNS, host, strict=True)), calibration)
-        texts = [PairText(*p) for p in everything]
-        self.recorder.add(self.state.global_step + 1, batch, texts)
+    def _record(
+        self, scores: Scores, calibration: Calibration | None, pairs: list[tuple], offset: int
+    ) -> None:
+        """Gather this micro-batch's per-pair columns and texts to the main process and keep them there
+        (on the device until the step is emitted: one host transfer per step; the rows are built by
+        the sender thread, alignscope.trl.rows)."""
+        columns = torch.stack(self._columns(scores, calibration, offset)).detach().float()
+        if self.accelerator.num_processes > 1:
+            columns = self.accelerator.gather(columns.T.contiguous()).T  # (C, N): ranks in order
+            pairs = gather_object(list(pairs))
+        if self.recorder is not None:
+            self.recorder.add(self.state.global_step + 1, pairs, columns, calibration)
 
-    def _columns(self, scores: Scores, calibration: Calibration | None) -> list[torch.Tensor]:
+    def _columns(self, scores: Scores, calibration: Calibration | None, offset: int) -> list[torch.Tensor]:
         chosen = scores.policy_chosen.detach() - scores.reference_chosen
         logits = chosen - (scores.policy_rejected.detach() - scores.reference_rejected)
         n = logits.shape[0]
@@ -140,7 +168,7 @@ class DPOTrainer(trl.DPOTrainer):
             discrepancy, weight = logits, torch.ones_like(logits)
             keep, beta = torch.ones_like(logits), torch.full_like(logits, self.beta)
         else:
-            local = self._local(n)
+            local = slice(offset, offset + n)
             discrepancy = calibration.discrepancy[local].to(logits)
             weight, keep = calibration.weight[local].to(logits), calibration.keep[local].to(logits)
             beta = (
@@ -166,12 +194,23 @@ class DPOTrainer(trl.DPOTrainer):
         return config
 
 
-class _WithPairs:
-    """The data collator, plus each row's (pair_id, prompt, chosen, rejected) under PAIRS_KEY.
+class PairTexts:
+    """A micro-batch's raw (prompt, chosen, rejected) per row, in a box that transformers'
+    ``_prepare_inputs`` and accelerate's ``send_to_device`` pass through untouched (they walk lists)."""
 
-    The pair id is the content hash of contracts.pairs (PreferenceRow.pair_id) of the row as the user
-    gave it (the EOS that TRL appends to string completions is taken off first), so the same pair has
-    the same id in a TRL run and in a native run, and the compare page can align them."""
+    __slots__ = ("rows",)
+
+    def __init__(self, rows: list[tuple[Any, Any, Any]]) -> None:
+        self.rows = rows
+
+
+class _WithPairs:
+    """The data collator, plus each row's raw (prompt, chosen, rejected) under PAIRS_KEY.
+
+    They are the row as the user gave it (the EOS that TRL appends to string completions is taken
+    off), so their content hash (contracts.pairs, computed off the training thread by
+    alignscope.trl.rows) gives the same pair the same id in a TRL run and in a native run, and the
+    compare page can align them."""
 
     def __init__(self, collator: Any, eos: str | None) -> None:
         self.collator = collator
@@ -179,22 +218,18 @@ class _WithPairs:
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         batch = self.collator(examples)
-        batch[PAIRS_KEY] = [self.pair(example) for example in examples]
+        batch[PAIRS_KEY] = PairTexts([self.texts(example) for example in examples])
         return batch
 
-    def pair(self, example: dict[str, Any]) -> tuple[str, str, str, str]:
-        values = [example.get(name) for name in TEXT_FIELDS]
-        if any(value is None for value in values):  # no text columns: the token ids stand in
-            values = [str(example[f"{name}_ids"]) for name in TEXT_FIELDS]
-        if self.eos:
-            values = [
-                v.removesuffix(self.eos) if isinstance(v, str) and i else v for i, v in enumerate(values)
-            ]
-        row = PreferenceRow(*values, line=0, source="trl", format="")
-        return (
-            row.pair_id,
-            *(v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in values),
-        )
+    def texts(self, example: dict[str, Any]) -> tuple[Any, Any, Any]:
+        prompt, chosen, rejected = (example.get(name) for name in TEXT_FIELDS)
+        if prompt is None or chosen is None or rejected is None:  # no text columns: the token ids stand in
+            prompt, chosen, rejected = (str(example[f"{name}_ids"]) for name in TEXT_FIELDS)
+        eos = self.eos
+        if eos:
+            chosen = chosen.removesuffix(eos) if isinstance(chosen, str) else chosen
+            rejected = rejected.removesuffix(eos) if isinstance(rejected, str) else rejected
+        return prompt, chosen, rejected
 
 
 class _AlignScopeCallback(TrainerCallback):
@@ -213,11 +248,12 @@ class _AlignScopeCallback(TrainerCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         recorder = self.trainer.recorder
-        wanted = torch.tensor([1.0 if recorder is not None and recorder.run.stop_requested else 0.0])
+        wanted = recorder is not None and recorder.run.stop_requested
         accelerator = self.trainer.accelerator
-        if accelerator.num_processes > 1:
-            wanted = accelerator.reduce(wanted.to(accelerator.device), "sum").cpu()
-        if wanted.item() > 0:
+        if accelerator.num_processes > 1:  # every rank stops at the same step
+            flag = torch.tensor([1.0 if wanted else 0.0], device=accelerator.device)
+            wanted = accelerator.reduce(flag, "sum").item() > 0
+        if wanted:
             self.trainer.stopped_by_dashboard = True
             control.should_training_stop = True
 

@@ -1,24 +1,20 @@
 """A real TRL DPOTrainer (examples/trl_dpo.py, tiny GPT-NeoX, CPU) streams into a real
 ``alignscope serve`` with a token: its per-pair records reproduce TRL's own logged means; β-DPO
-inside TRL is the engine's calibrator; a stop in the dashboard stops TRL; a killed client's run
-fails instead of staying "running"."""
+inside TRL is the engine's calibrator, once per optimizer step with scope batch; a stop in the
+dashboard stops TRL; a killed client's run fails instead of staying "running"."""
 
 from __future__ import annotations
 
-import math
 import signal
 from pathlib import Path
 
 import pytest
-import torch
 
-from alignscope.trl import BetaDPO
 from backend.storage.runs import CLIENT_LOST
 from contracts import metric_keys as mk
 from contracts.config import ConstructedDataSpec
 from tests.integration.conftest import ProcessKeeper, free_port, wait_for
-from tests.integration.trl_support import Server, by_step, example, finished, trl_logs
-from worker.alignment.beta_dpo import BetaCalibrator, keep_count
+from tests.integration.trl_support import Server, by_step, example, finished, replay_beta_dpo, trl_logs
 from worker.engine.data.constructed import constructed_rows
 
 pytestmark = pytest.mark.slow
@@ -62,36 +58,13 @@ def test_records_reproduce_trl_means_and_beta_dpo_is_the_engines(
     assert server.series(run_id, mk.SLOPE_CHOSEN) and server.series(run_id, "trl/entropy")
     assert server.series(run_id, mk.TRAIN_LOSS) == pytest.approx({s: log["loss"] for s, log in logs.items()})
 
-    beta = example(keeper, server.url, "--max-steps", "5", "--batch-size", "8", "--beta-dpo",
-                   history=tmp_path / "beta.json", name="beta")  # fmt: skip
+    # β-DPO, scope batch (the default) with accumulation: one calibration per step of 2 × 4 pairs
+    beta = example(keeper, server.url, "--max-steps", "5", "--batch-size", "4", "--grad-accum", "2",
+                   "--beta-dpo", history=tmp_path / "beta.json", name="beta")  # fmt: skip
     finished(beta)
     run_id, logs = trl_logs(tmp_path / "beta.json")
+    assert server.get(f"/runs/{run_id}")["config"]["beta_dpo"]["scope"] == "batch"  # the run header's
     replay_beta_dpo(by_step(server.pairs(run_id)), logs)
-
-
-def replay_beta_dpo(pairs: dict[int, list[dict]], logs: dict[int, dict]) -> None:
-    """The engine's calibrator, fed the recorded discrepancies in order, gives the recorded β, M0, σ
-    and kept counts exactly, the weights of SCIENCE.md §B.2, and TRL's logged loss."""
-    options = BetaDPO()
-    calibrator = BetaCalibrator(options.settings(0.1), torch.Generator().manual_seed(options.seed))
-    for step in sorted(pairs):
-        records = sorted(pairs[step], key=lambda r: r["seq"])
-        u = torch.tensor([r["discrepancy"] for r in records], dtype=torch.float32)
-        cal = calibrator.calibrate(u)
-        assert [r["kept"] for r in records] == cal.keep.tolist()
-        assert sum(r["kept"] for r in records) == keep_count(len(records), options.keep_ratio)
-        assert [r["beta"] for r in records] == [float(cal.beta)] * len(records)
-        assert records[0]["m0"] == cal.m0 and records[0]["sigma"] == cal.sigma
-        kept_m = [r["discrepancy"] for r in records if r["kept"]]
-        expected_beta = max(0.1 * (1 + 0.6 * (sum(kept_m) / len(kept_m) - cal.m0)), 1e-3)
-        assert records[0]["beta"] == pytest.approx(expected_beta, rel=1e-6)
-        sigma = max(cal.sigma, 1e-3)
-        for r in records:
-            assert r["filter_weight"] == pytest.approx(
-                math.exp(-((r["discrepancy"] - cal.m0) ** 2) / (2 * sigma**2)), rel=1e-5
-            )
-        losses = [math.log1p(math.exp(-r["beta"] * r["discrepancy"])) for r in records if r["kept"]]
-        assert logs[step]["loss"] == pytest.approx(sum(losses) / len(losses), rel=1e-5)
 
 
 def test_stop_from_dashboard_and_killed_client(keeper: ProcessKeeper, server: Server, tmp_path: Path) -> None:

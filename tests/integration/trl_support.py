@@ -1,17 +1,26 @@
 """Helpers of the TRL-client tests: run examples/trl_dpo.py as a real process against a real
-``alignscope serve`` with a token, and read what the server stored."""
+``alignscope serve`` with a token (or in this process, offline), read what the server or the spool
+stored, and replay β-DPO's calibrations from the records."""
 
 from __future__ import annotations
 
 import collections
+import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import httpx
+import pytest
+import torch
 
+from alignscope.trl import BetaDPO
+from contracts.metric_keys import PAIR_COLUMNS
 from tests.integration.conftest import REPO, SERVICE_CLI, ProcessKeeper, Service, wait_for
+from worker.alignment.beta_dpo import BetaCalibrator, keep_count
 
 TOKEN = "trl-client-test-token"
 EXAMPLE = [sys.executable, str(REPO / "examples" / "trl_dpo.py")]
@@ -105,3 +114,58 @@ def by_step(pairs: list[dict]) -> dict[int, list[dict]]:
     for pair in pairs:
         grouped[pair["step"]].append(pair)
     return grouped
+
+
+def example_module() -> ModuleType:
+    """examples/trl_dpo.py as a module (its ``parse`` and ``build`` run a trainer in this process)."""
+    spec = importlib.util.spec_from_file_location("trl_dpo_example", REPO / "examples" / "trl_dpo.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def spooled_pairs(spool: Path) -> list[dict]:
+    """The pair records of the one run spooled under ``spool`` (an offline run), in the order the
+    writer logged them, as dicts of PAIR_COLUMNS plus ``seq`` (that order)."""
+    [path] = list(spool.glob("*.jsonl"))  # one writer: one run, one spool
+    messages = sorted((json.loads(line) for line in path.read_text().splitlines()), key=lambda m: m["seq"])
+    assert messages[0]["kind"] == "open" and messages[-1]["kind"] == "finish"
+    rows = [row for m in messages if m["kind"] == "batch" for row in m["body"].get("pairs", [])]
+    return [{**dict(zip(PAIR_COLUMNS, row, strict=True)), "seq": seq} for seq, row in enumerate(rows)]
+
+
+def replay_beta_dpo(pairs: dict[int, list[dict]], logs: dict[int, dict], scope: str = "batch") -> None:
+    """A fresh engine calibrator, fed the recorded discrepancies in the recorded order once per
+    calibration (the step with scope batch, each micro-batch with micro_batch), gives the recorded
+    keep masks, β, M0, σ and kept counts exactly, the weights of SCIENCE.md §B.2, and (scope batch)
+    TRL's logged loss: the masked mean over the step's kept pairs."""
+    options = BetaDPO()
+    calibrator = BetaCalibrator(options.settings(0.1), torch.Generator().manual_seed(options.seed))
+    for step in sorted(pairs):
+        ordered = sorted(pairs[step], key=lambda r: r["seq"])
+        groups = by_micro_batch(ordered) if scope == "micro_batch" else [ordered]
+        for records in groups:
+            u = torch.tensor([r["discrepancy"] for r in records], dtype=torch.float32)
+            cal = calibrator.calibrate(u)
+            assert [r["kept"] for r in records] == cal.keep.tolist()
+            assert sum(r["kept"] for r in records) == keep_count(len(records), options.keep_ratio)
+            assert [r["beta"] for r in records] == [float(cal.beta)] * len(records)
+            assert {(r["m0"], r["sigma"]) for r in records} == {(cal.m0, cal.sigma)}
+            kept_m = [r["discrepancy"] for r in records if r["kept"]]
+            expected_beta = max(0.1 * (1 + 0.6 * (sum(kept_m) / len(kept_m) - cal.m0)), 1e-3)
+            assert records[0]["beta"] == pytest.approx(expected_beta, rel=1e-6)
+            sigma = max(cal.sigma, 1e-3)
+            for r in records:
+                weight = math.exp(-((r["discrepancy"] - cal.m0) ** 2) / (2 * sigma**2))
+                assert r["filter_weight"] == pytest.approx(weight, rel=1e-5)
+        if scope == "batch":
+            losses = [math.log1p(math.exp(-r["beta"] * r["discrepancy"])) for r in ordered if r["kept"]]
+            assert logs[step]["loss"] == pytest.approx(sum(losses) / len(losses), rel=1e-5), step
+
+
+def by_micro_batch(records: list[dict]) -> list[list[dict]]:
+    grouped: dict[int, list[dict]] = collections.defaultdict(list)
+    for record in records:
+        grouped[record["micro_batch"]].append(record)
+    return [grouped[index] for index in sorted(grouped)]

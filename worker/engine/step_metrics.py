@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from contracts import metric_keys as mk
+from contracts.beta_dpo_values import beta_dpo_values
 from contracts.events import MetricPoint, PairRecord
 from worker.alignment.beta_dpo import Calibration
 from worker.alignment.diagnostics import PairDiagnostics, StepSignals, pair_diagnostics
@@ -132,19 +133,10 @@ def step_values(table: StepTable, calibrations: Sequence[Calibration | None]) ->
         mk.BDPO_KEPT_FRACTION: _mean(c["kept"]),
     }
     values[mk.PAIR_MASS_PER_TOKEN] = values[mk.PAIR_MASS] / max(_mean(tokens), 1.0)
-    present = list({id(c): c for c in calibrations if c is not None}.values())  # scope batch: one per step
-    if present:
-        last = present[-1]
+    beta_dpo = beta_dpo_values(calibrations)
+    if beta_dpo:
         values[mk.TRAIN_LOSS_ALL_PAIRS] = table.loss_all_pairs
-        values[mk.BDPO_M0] = last.m0
-        values[mk.BDPO_SIGMA] = last.sigma
-        if len(present) > 1:  # micro-batch scope with accumulation: the authors log the step mean
-            values[mk.BDPO_M0_STEP_MEAN] = _mean([cal.m0 for cal in present])
-            values[mk.BDPO_SIGMA_STEP_MEAN] = _mean([cal.sigma for cal in present])
-        values[mk.BDPO_M_BAR_KEPT] = _mean([cal.m_bar_kept for cal in present])
-        values[mk.BDPO_M_BAR_ALL] = _mean([cal.m_bar_all for cal in present])
-        values[mk.BDPO_FILTERED_HIGH] = float(sum(cal.filtered_high for cal in present))
-        values[mk.BDPO_FILTERED_LOW] = float(sum(cal.filtered_low for cal in present))
+        values.update(beta_dpo)
     return values
 
 
