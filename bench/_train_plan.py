@@ -54,6 +54,8 @@ CUDA_DEFAULTS: dict[str, dict[str, Any]] = {  # HH pairs at their real length mi
 QUICK: dict[str, Any] = {
     "steps": 2, "warmup": 1, "repeats": 1, "batch": 4, "micro_batch": 4, "max_length": 32
 }  # fmt: skip
+
+
 def parse_plan(argv: list[str] | None = None, description: str = "") -> Plan:
     """The Plan from the command line: model defaults, then --quick, then explicit options."""
     parser = argparse.ArgumentParser(description=description)
