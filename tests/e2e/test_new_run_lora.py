@@ -37,6 +37,13 @@ def launch(tab: Tab) -> str:
     return tab.page.evaluate("location.hash").split("/")[2].split("?")[0]
 
 
+def error_at(tab: Tab, path: str) -> str:
+    """The message shown next to the field at dotted ``path`` (waits until there is one)."""
+    error = tab.page.locator(f'.field[data-path="{path}"] .field-error')
+    error.wait_for()
+    return error.inner_text()
+
+
 def finished(service: Service, run_id: str, timeout_s: float = 180.0) -> dict:
     deadline = time.monotonic() + timeout_s
     while (run := service.api(f"/runs/{run_id}"))["status"] in ("queued", "running"):  # type: ignore[index]
@@ -118,11 +125,8 @@ def test_a_refused_lora_field_shows_its_message_next_to_its_input(service: Servi
     page.fill("#f-model-lora-r", "0")
     page.fill("#f-model-lora-target_modules", "q_proj; rm -rf")
     page.click("#launch")
-    r_error = page.locator('.field[data-path="model.lora.r"] .field-error')
-    r_error.wait_for()
-    assert "greater than or equal to 1" in r_error.inner_text()
-    modules_error = page.locator('.field[data-path="model.lora.target_modules"] .field-error')
-    assert "is not a module" in modules_error.inner_text()
+    assert "greater than or equal to 1" in error_at(tab, "model.lora.r")
+    assert "is not a module" in error_at(tab, "model.lora.target_modules")
     assert page.locator('.field[data-path="model.lora.r"]').evaluate("n => n.classList.contains('invalid')")
     assert page.evaluate("location.hash") == "#/new"
     assert runs_named("e2e-bad-lora") == 0
