@@ -82,7 +82,9 @@ class ModelConfig(Frozen):
     checkpoint_every_n_layers: int = Field(1, ge=1, le=1024)
     share_prompt: bool = True
     lora: LoraConfig | None = Field(
-        None, description="LoRA adapters through peft (null: full fine-tuning); see LoraConfig."
+        None,
+        description="LoRA adapters (peft): train low-rank adapters instead of all weights; unset, every "
+        "weight is trained (see LoraConfig).",
     )
 
     @model_validator(mode="after")

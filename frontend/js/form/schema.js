@@ -1,9 +1,12 @@
 // A form generated from a pydantic JSON schema (RunConfig's, from GET /api/schema): nested objects
-// become fieldsets, enums selects, booleans checkboxes, `X | None` optional inputs, tuples of enums
-// checkbox groups, and a discriminated union (the loss) a "kind" select that swaps its fields.
-// value() returns the config object; showErrors() puts a 422's messages next to their fields.
+// become fieldsets, enums selects, booleans checkboxes, `X | None` optional inputs, `Section | None`
+// (model.lora) an "enable" checkbox over the section's fieldset, tuples of enums checkbox groups, and
+// a discriminated union (the loss) a "kind" select that swaps its fields. The inputs themselves are
+// drawn in controls.js. value() returns the config object; showErrors() puts a 422's messages next to
+// their fields.
 
 import { h, replace } from "../dom.js";
+import { cleanDoc, fieldId, hintOf, makeControl, titleOf } from "./controls.js";
 
 const NULLABLE = (s) => Array.isArray(s.anyOf) && s.anyOf.some((x) => x.type === "null");
 
@@ -14,6 +17,7 @@ export class SchemaForm {
     this.widgets = widgets;
     this.fields = new Map(); // dotted path → {node, error}
     this.sections = new Map(); // dotted path → {node, error}
+    this.wholes = new Set(); // dotted paths a clone sends whole when anything in them changes
     this.root = this.object(schema, "", true);
     this.node = this.root.node;
   }
@@ -27,11 +31,16 @@ export class SchemaForm {
   build(raw, path, name) {
     const s = this.resolve(raw);
     if (raw.oneOf && raw.discriminator) return this.union(raw, path, name);
+    if (NULLABLE(raw)) {
+      const inner = this.resolve(raw.anyOf.find((x) => x.type !== "null"));
+      if (inner.type === "object" && inner.properties) return this.optional(raw, inner, path, name);
+    }
     if (s.type === "object" && s.properties) return this.object(s, path, false, name);
     return this.scalar(raw, path, name);
   }
 
-  object(s, path, top, name) {
+  /** bare: never folded into a <details> (an optional section has its own checkbox). */
+  object(s, path, top, name, bare = false) {
     const parts = Object.entries(s.properties).map(([key, sub]) => [key, this.build(sub, path ? `${path}.${key}` : key, key)]);
     const plain = parts.filter(([, p]) => !p.section);
     const nested = parts.filter(([, p]) => p.section);
@@ -47,7 +56,7 @@ export class SchemaForm {
         plain.length ? h("div", { class: "fields" }, plain.map(([, p]) => p.node)) : null, nested.map(([, p]) => p.node));
     }
     this.sections.set(path, { node, error });
-    const outer = path.includes(".") ? h("details", { class: "subsection" }, h("summary", {}, titleOf(s, name)), node) : node;
+    const outer = path.includes(".") && !bare ? h("details", { class: "subsection" }, h("summary", {}, titleOf(s, name)), node) : node;
     return {
       node: outer, section: true,
       get: () => Object.fromEntries(parts.map(([key, p]) => [key, p.get()]).filter(([, v]) => v !== undefined)),
@@ -55,7 +64,35 @@ export class SchemaForm {
     };
   }
 
+  /** `Section | None`: an "enable" checkbox (the field's name and description); ticked, the section's
+   * own fields (their defaults, hints and errors) below it; unticked, the value is null. */
+  optional(raw, s, path, name) {
+    const inner = this.object(s, path, false, name, true);
+    const defaults = inner.get();
+    const box = h("input", { id: fieldId(path), name: path, type: "checkbox" });
+    const error = h("span", { class: "field-error", role: "alert" });
+    const toggle = h("div", { class: "field optional-toggle", dataset: { path } },
+      h("label", {}, box, ` ${titleOf(raw, name)}`),
+      raw.description ? h("span", { class: "hint" }, cleanDoc(raw.description)) : null, error);
+    const show = () => { inner.node.hidden = !box.checked; };
+    box.addEventListener("change", show);
+    this.fields.set(path, { node: toggle, error, input: box });
+    this.wholes.add(path);
+    const set = (value) => {
+      box.checked = value !== null && value !== undefined;
+      inner.set({ ...defaults, ...(value || {}) });
+      show();
+    };
+    set(raw.default);
+    return {
+      node: h("div", { class: "optional-section", dataset: { path } }, toggle, inner.node), section: true,
+      get: () => (box.checked ? inner.get() : null),
+      set,
+    };
+  }
+
   union(raw, path, name) {
+    this.wholes.add(path);
     const mapping = raw.discriminator.mapping;
     const prop = raw.discriminator.propertyName;
     const kinds = Object.keys(mapping);
@@ -97,7 +134,7 @@ export class SchemaForm {
     const id = fieldId(path);
     const control = makeControl(s, id, path, nullable);
     const error = h("span", { class: "field-error", role: "alert" });
-    const hint = hintOf(s, nullable);
+    const hint = [control.hint, hintOf(s, nullable, raw.description)].filter(Boolean).join(" · ");
     const node = h("div", { class: "field", dataset: { path } },
       s.type === "boolean" ? h("label", {}, control.input, ` ${titleOf(raw, name)}`)
         : [h("label", { for: id }, titleOf(raw, name)), control.input],
@@ -166,64 +203,4 @@ export class SchemaForm {
   firstInvalid() {
     return this.node.querySelector(".invalid");
   }
-}
-
-function makeControl(s, id, path, nullable) {
-  if (s.enum) {
-    const input = h("select", { id, name: path }, nullable ? h("option", { value: "" }, "—") : null,
-      s.enum.map((v) => h("option", { value: String(v) }, String(v))));
-    return { input, get: () => (input.value === "" && nullable ? null : input.value), set: (v) => { input.value = v ?? ""; } };
-  }
-  if (s.type === "boolean") {
-    const input = h("input", { id, name: path, type: "checkbox" });
-    return { input, get: () => input.checked, set: (v) => { input.checked = Boolean(v); } };
-  }
-  if (s.type === "array") return arrayControl(s, id, path);
-  if (s.type === "integer" || s.type === "number") {
-    const input = h("input", { id, name: path, type: "number", step: s.type === "integer" ? 1 : "any" });
-    const get = () => {
-      if (input.value.trim() === "") return nullable ? null : input.validity.badInput ? "invalid" : null;
-      return Number(input.value);
-    };
-    return { input, get, set: (v) => { input.value = v === null || v === undefined ? "" : String(v); } };
-  }
-  const input = h("input", { id, name: path, type: "text", placeholder: nullable ? "(none)" : "" });
-  return { input, get: () => (input.value === "" && nullable ? null : input.value), set: (v) => { input.value = v ?? ""; } };
-}
-
-function arrayControl(s, id, path) {
-  const items = s.items || {};
-  if (items.enum) {
-    const boxes = items.enum.map((v) => h("input", { type: "checkbox", value: String(v), name: path }));
-    const input = h("div", { class: "choices", id }, boxes.map((b) => h("label", {}, b, ` ${b.value}`)));
-    return { input, get: () => boxes.filter((b) => b.checked).map((b) => b.value),
-      set: (v) => { for (const b of boxes) b.checked = (v || []).map(String).includes(b.value); } };
-  }
-  const numeric = items.type === "number" || items.type === "integer";
-  const input = h("input", { id, name: path, type: "text", placeholder: "comma-separated" });
-  const get = () => input.value.split(",").map((x) => x.trim()).filter(Boolean).map((x) => (numeric && x !== "" && !Number.isNaN(Number(x)) ? Number(x) : x));
-  return { input, get, set: (v) => { input.value = (v || []).join(", "); } };
-}
-
-function fieldId(path) {
-  return `f-${path.replaceAll(".", "-")}`;
-}
-
-function titleOf(s, name) {
-  return name ? name.replaceAll("_", " ") : s.title || "";
-}
-
-function cleanDoc(text) {
-  return text.replaceAll("``", "").split("\n\n")[0];
-}
-
-/** "1 … 1000000", "> 0, ≤ 1", "optional". */
-function hintOf(s, nullable) {
-  const bits = [];
-  if (s.minimum !== undefined) bits.push(`≥ ${s.minimum}`);
-  if (s.exclusiveMinimum !== undefined) bits.push(`> ${s.exclusiveMinimum}`);
-  if (s.maximum !== undefined) bits.push(`≤ ${s.maximum}`);
-  if (s.exclusiveMaximum !== undefined) bits.push(`< ${s.exclusiveMaximum}`);
-  if (nullable) bits.push("optional");
-  return bits.join(", ");
 }

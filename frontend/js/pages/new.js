@@ -6,8 +6,8 @@ import { api, message } from "../api.js";
 import { h, replace } from "../dom.js";
 import { allowanceWidgets } from "../form/allowances.js";
 import { datasetPicker } from "../form/datasets.js";
+import { overrides } from "../form/overrides.js";
 import { SchemaForm } from "../form/schema.js";
-import { flatten } from "../run/evals.js";
 
 export async function mount(root, { params }) {
   const [schema, presets] = await Promise.all([api.schema(), api.presets()]);
@@ -95,7 +95,7 @@ class NewRunPage {
     try {
       const config = this.form.value();
       const run = this.parent
-        ? await api.clone(this.parent.id, overrides(this.parent.config, config, this.form.unions))
+        ? await api.clone(this.parent.id, overrides(this.parent.config, config, this.form.wholes))
         : await api.createRun(config);
       location.hash = `#/run/${run.id}`;
     } catch (error) {
@@ -117,17 +117,4 @@ class NewRunPage {
       if (error.status !== 401) this.showErrors(error, ["body", "base"]);
     }
   }
-}
-
-/** Dotted keys whose values differ; a changed union (the loss) is sent whole. */
-export function overrides(before, after, unions) {
-  const old = new Map(flatten(before));
-  const out = {};
-  for (const [key, value] of flatten(after)) {
-    if (JSON.stringify(old.get(key)) === JSON.stringify(value)) continue;
-    const union = [...unions].find((u) => key.startsWith(`${u}.`));
-    if (union) out[union] = after[union];
-    else out[key] = value;
-  }
-  return out;
 }
