@@ -14,6 +14,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 RETRYABLE = frozenset({401, 403, 408, 425, 429})
+# A kept-alive connection the server closed while it was idle (uvicorn drops them after 5 s, and a
+# training step of a real model takes longer) fails like this on its next request: once, on a new
+# connection, before the message counts as undelivered. Ingest is idempotent, so a resend adds nothing.
+STALE = (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected)
 
 
 class Unreachable(ConnectionError):
@@ -36,6 +40,7 @@ class HttpTransport:
         self.token = token
         self.timeout_s = timeout_s
         self._connection: http.client.HTTPConnection | None = None
+        self._reused = False  # whether the last exchange started on a kept-alive connection
 
     def send(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """``method`` ``path`` with a JSON body; the parsed JSON answer."""
@@ -43,11 +48,15 @@ class HttpTransport:
         headers = {"content-type": "application/json", "accept": "application/json"}
         if self.token:
             headers["authorization"] = f"Bearer {self.token}"
+        target = self.parts.path.rstrip("/") + path
         try:
-            connection = self._connected()
-            connection.request(method, self.parts.path.rstrip("/") + path, data, headers)
-            response = connection.getresponse()
-            answer = response.read()
+            try:
+                response, answer = self._exchange(method, target, data, headers)
+            except STALE:
+                if not self._reused:
+                    raise
+                self.close()  # the server closed the idle connection: once more on a new one
+                response, answer = self._exchange(method, target, data, headers)
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             raise Unreachable(f"{self.url}: {exc.__class__.__name__}: {exc}") from exc
@@ -59,6 +68,15 @@ class HttpTransport:
                 detail += " (check the token: ALIGNSCOPE_API_TOKEN)"
             raise Unreachable(f"{self.url}: HTTP {response.status}: {detail}")
         raise Refused(f"{self.url}{path}: HTTP {response.status}: {detail}")
+
+    def _exchange(
+        self, method: str, target: str, data: bytes, headers: dict[str, str]
+    ) -> tuple[http.client.HTTPResponse, bytes]:
+        self._reused = self._connection is not None
+        connection = self._connected()
+        connection.request(method, target, data, headers)
+        response = connection.getresponse()
+        return response, response.read()
 
     def close(self) -> None:
         if self._connection is not None:

@@ -5,6 +5,7 @@ parent's steps up to the resume point, then its own."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from backend.keep_probability import inclusion_probabilities
 from backend.storage import exports, lineage, metrics, pairs
 from backend.storage.lineage import Segment
 from backend.storage.pairs import PairRow
+from backend.storage.runs import RunRow
 
 ExportWhat = Literal["metrics", "pairs"]
 ExportFormat = Literal["csv", "parquet"]
@@ -73,13 +75,16 @@ def compare_of(conn: Connection, run_ids: Sequence[str], keys: Sequence[str], ma
 
 
 def with_keep_probability(
-    conn: Connection, run_id: str, rows: Sequence[PairRow], chain: Sequence[Segment]
+    conn: Connection, run: RunRow, rows: Sequence[PairRow], chain: Sequence[Segment]
 ) -> list[PairOut]:
-    """``rows`` with each one's keep probability: the inclusion probability of Gumbel-top-k over its
-    micro-batch's stored weights, k = how many of that micro-batch were kept."""
-    groups = {(r.record.step, r.record.micro_batch) for r in rows}
+    """``rows`` with each one's keep probability: the inclusion probability of Gumbel-top-k over the
+    stored weights of the pairs it was drawn among, k = how many of them were kept — the whole step
+    with ``beta_dpo.scope: batch`` (one calibration per optimizer step), else its micro-batch (runs
+    recorded before the scope existed calibrated per micro-batch)."""
+    scope = (json.loads(run.config or "{}").get("beta_dpo") or {}).get("scope", "micro_batch")
+    groups = {(r.record.step, None if scope == "batch" else r.record.micro_batch) for r in rows}
     chances: dict[int, float] = {}
-    for members in pairs.micro_batch_weights(conn, run_id, groups, chain).values():
+    for members in pairs.micro_batch_weights(conn, run.id, groups, chain).values():
         kept = sum(k for _, _, k in members)
         weights = [w for _, w, _ in members]
         for (seq, _, _), chance in zip(members, inclusion_probabilities(weights, kept), strict=True):

@@ -221,22 +221,31 @@ def pair_summary(
 
 
 def micro_batch_weights(
-    conn: Connection, run_id: str, groups: set[tuple[int, int]], chain: Sequence[Segment] | None = None
-) -> dict[tuple[int, int], list[tuple[int, float, bool]]]:
+    conn: Connection,
+    run_id: str,
+    groups: set[tuple[int, int | None]],
+    chain: Sequence[Segment] | None = None,
+) -> dict[tuple[int, int | None], list[tuple[int, float, bool]]]:
     """(step, micro_batch) → [(seq, filter_weight, kept)] of every record of those micro-batches of
-    the run (of its lineage ``chain`` when given), in insertion order; NaN weights come back as NaN."""
+    the run (of its lineage ``chain`` when given), in insertion order; micro_batch None groups the
+    whole step (one β-DPO calibration per step: ``beta_dpo.scope: batch``). NaN weights come back NaN."""
     if not groups:
         return {}
     pr = pair_records.c
-    wanted = or_(*(and_(pr.step == step, pr.micro_batch == micro_batch) for step, micro_batch in groups))
+    whole = {step for step, micro_batch in groups if micro_batch is None}
+    wanted = or_(
+        *(
+            pr.step == step if micro_batch is None else and_(pr.step == step, pr.micro_batch == micro_batch)
+            for step, micro_batch in groups
+        )
+    )
     stmt = select(pr.step, pr.micro_batch, pr.seq, pr.filter_weight, pr.kept).where(
         _of(run_id, chain), wanted
     )
-    found: dict[tuple[int, int], list[tuple[int, float, bool]]] = {}
+    found: dict[tuple[int, int | None], list[tuple[int, float, bool]]] = {}
     for row in conn.execute(stmt.order_by(pr.seq)):
-        found.setdefault((row.step, row.micro_batch), []).append(
-            (row.seq, null_to_nan(row.filter_weight), bool(row.kept))
-        )
+        key = (row.step, None if row.step in whole else row.micro_batch)
+        found.setdefault(key, []).append((row.seq, null_to_nan(row.filter_weight), bool(row.kept)))
     return found
 
 

@@ -45,6 +45,10 @@ def test_external_run_page_and_outlier_inspector(service: Service, tab: Tab, tmp
     assert note.is_visible() and "Resume and clone are not offered" in note.inner_text()
     assert not page.locator("#resume-run").is_visible() and not page.locator("#clone-run").is_visible()
     assert "external (trl)" in page.locator("#run-name + .badge + span").inner_text()
+    title, note_box = page.locator("#run-name").bounding_box(), note.bounding_box()
+    line = page.evaluate("parseFloat(getComputedStyle(document.querySelector('#run-name')).lineHeight)")
+    assert title and note_box and note_box["width"] > 800  # the note spans the header row by itself
+    assert title["height"] < 2 * line  # so the run's name is not squeezed into a column of one word a line
     config = page.locator("#config-body").inner_text()
     assert "trl.beta" in config and "trl" in config and "1.16.0" in config
     page.wait_for_selector("#chart-discrepancy[data-ready='1']")

@@ -19,7 +19,7 @@ def record(
 
 
 def test_records_carry_keep_probabilities_of_their_micro_batch(client):
-    run_id = new_run(client)["id"]
+    run_id = new_run(client, beta_dpo={"enabled": True, "scope": "micro_batch"})["id"]
     claim(client, run_id)
     # step 1, micro-batch 0: k = 2 kept of 4; the weight-0.267 pair was filtered, the 0.167 one kept
     step_1 = [
@@ -38,6 +38,20 @@ def test_records_carry_keep_probabilities_of_their_micro_batch(client):
     assert chance["e"] == chance["f"] == 1.0  # nothing of micro-batch 1 was filtered
     filtered = client.get(f"/api/runs/{run_id}/pairs", params={"kept": False, "limit": 1}).json()
     assert filtered[0]["keep_probability"] is not None
+
+
+def test_with_scope_batch_the_draw_is_over_the_whole_step(client):
+    """One calibration per optimizer step (beta_dpo.scope: batch, the default): the filter drew k of
+    the step's pairs, whatever micro-batch each was scored in."""
+    run_id = new_run(client, beta_dpo={"enabled": True, "scope": "batch"})["id"]
+    claim(client, run_id)
+    # step 1: 4 equal weights in two micro-batches, 2 kept — both in micro-batch 0
+    step_1 = [record(1, mb, p, 0.0, 1.0, mb == 0, 0.0) for mb, p in ((0, "a"), (0, "b"), (1, "c"), (1, "d"))]
+    write_pairs(client, run_id, step_1)
+    rows = client.get(f"/api/runs/{run_id}/pairs", params={"step": 1}).json()
+    chance = {r["pair_id"]: r["keep_probability"] for r in rows}
+    assert chance == pytest.approx(dict.fromkeys("abcd", 0.5), abs=0.03)
+    # (4,000 draws); per micro-batch it would read 1.0 for a, b and 0.0 for c, d: a certainty it never had
 
 
 def test_the_filtered_side_is_judged_at_the_step_it_was_filtered_in(client):

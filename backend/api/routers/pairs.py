@@ -35,7 +35,7 @@ def list_pairs(
     and each one's keep probability."""
     chain = lineage.segments(conn, run.id)
     rows = pairs.query_pairs(conn, run.id, step, kept, order, descending, limit, offset, chain=chain)
-    return with_keep_probability(conn, run.id, rows, chain)
+    return with_keep_probability(conn, run, rows, chain)
 
 
 @router.get("/runs/{run_id}/pairs/summary", responses=NOT_FOUND)

@@ -7,6 +7,7 @@ import { baseLayout, draw } from "../charts.js";
 import { h, replace, stateBox } from "../dom.js";
 import { num } from "../format.js";
 import { K } from "../keys.js";
+import { calibrationScope } from "../run/advice.js";
 
 const PAGE = 50;
 const SORTS = {
@@ -20,6 +21,7 @@ const SIDES = { all: "all filtered", high: "high discrepancy (z > 0)", low: "low
 
 export async function mount(root, { id, params }) {
   const run = await api.run(id);
+  const drawn = calibrationScope(run.config) === "batch" ? "optimizer step (β-DPO scope batch)" : "micro-batch";
   const state = { tab: params.has("step") ? "step" : params.get("tab") || "pairs", step: Number(params.get("step") ?? NaN),
     side: params.get("side") || "all", sort: params.get("sort") || "discrepancy-desc" };
   const m0 = await api.metrics(id, [K.m0], 5).then((m) => lastValue(m.series[K.m0])).catch(() => null);
@@ -39,10 +41,10 @@ export async function mount(root, { id, params }) {
       h("h1", {}, "Outlier inspector"),
       h("a", { href: `#/run/${id}` }, `← ${run.name}`),
       h("span", { class: "muted small" }, `M0 now ${num(m0, 3)} (u-units) · β-guided filtering keeps pairs near M0`)),
-    h("p", { class: "muted small", id: "random-note" }, "Filtering is random: in each micro-batch it keeps ⌊N·ρ⌋ pairs "
+    h("p", { class: "muted small", id: "random-note" }, `Filtering is random: in each ${drawn} it keeps ⌊N·ρ⌋ pairs `
       + "drawn without replacement by weight exp(−(M−M0)²/2σ²), so a pair can be dropped while one with a lower weight "
-      + "is kept. “keep chance” is the probability that a pair was kept, given its micro-batch (estimated from 4,000 draws). "
-      + "High / low side is judged against the M0 of the step the pair was filtered in."),
+      + `is kept. “keep chance” is the probability that a pair was kept, given the ${drawn} it was drawn in (estimated `
+      + "from 4,000 draws). High / low side is judged against the M0 of the step the pair was filtered in."),
     h("div", { class: "controls card" },
       h("div", { class: "tabs" }, tab("pairs", "Filtered pairs"), tab("suspicious", "Most suspicious"),
         tab("records", "Filtered occurrences"), tab("step", "One step")),

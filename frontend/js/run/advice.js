@@ -10,11 +10,16 @@ const SCOPE_TEXT = {
   micro_batch: "one calibration per micro-batch, as the β-DPO authors' code (depends on micro_batch_size)",
 };
 
+/** The run's β-DPO calibration scope; runs recorded before the option existed calibrated per micro-batch. */
+export function calibrationScope(config) {
+  return config?.beta_dpo?.scope || "micro_batch";
+}
+
 /** " · scope batch" with its meaning as a tooltip; null when β-DPO is off. */
 export function scopeNote(config) {
   const b = config?.beta_dpo;
   if (!b?.enabled) return null;
-  const scope = b.scope || "batch";
+  const scope = calibrationScope(config);
   return h("span", { class: "small", id: "beta-scope", title: SCOPE_TEXT[scope] || scope }, ` · β-DPO scope ${scope}`);
 }
 
