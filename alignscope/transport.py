@@ -40,7 +40,6 @@ class HttpTransport:
         self.token = token
         self.timeout_s = timeout_s
         self._connection: http.client.HTTPConnection | None = None
-        self._reused = False  # whether the last exchange started on a kept-alive connection
 
     def send(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """``method`` ``path`` with a JSON body; the parsed JSON answer."""
@@ -49,11 +48,12 @@ class HttpTransport:
         if self.token:
             headers["authorization"] = f"Bearer {self.token}"
         target = self.parts.path.rstrip("/") + path
+        reused = self._connection is not None
         try:
             try:
                 response, answer = self._exchange(method, target, data, headers)
             except STALE:
-                if not self._reused:
+                if not reused:
                     raise
                 self.close()  # the server closed the idle connection: once more on a new one
                 response, answer = self._exchange(method, target, data, headers)
@@ -72,7 +72,6 @@ class HttpTransport:
     def _exchange(
         self, method: str, target: str, data: bytes, headers: dict[str, str]
     ) -> tuple[http.client.HTTPResponse, bytes]:
-        self._reused = self._connection is not None
         connection = self._connected()
         connection.request(method, target, data, headers)
         response = connection.getresponse()
