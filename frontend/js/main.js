@@ -27,6 +27,16 @@ export function currentRoute() {
   return { path, params: new URLSearchParams(search) };
 }
 
+/** A new, empty #app in place of the old one. A page still loading for an earlier route keeps the old,
+ * detached element: whatever it draws or marks ready later lands there, never over the current page. */
+function freshRoot() {
+  const old = document.getElementById("app");
+  const root = document.createElement("main");
+  root.id = "app";
+  old.replaceWith(root);
+  return root;
+}
+
 async function route() {
   const mine = ++generation;
   if (cleanup) {
@@ -38,7 +48,7 @@ async function route() {
       console.warn("cleanup failed", error);
     }
   }
-  const root = document.getElementById("app");
+  const root = freshRoot();
   const { path, params } = currentRoute();
   const found = ROUTES.find(([pattern]) => pattern.test(path));
   for (const link of document.querySelectorAll("[data-nav]")) {
@@ -51,7 +61,6 @@ async function route() {
   const [pattern, , load] = found;
   const match = path.match(pattern);
   root.dataset.page = found[1];
-  delete root.dataset.ready; // each page marks itself drawn; never a stale mark of the previous page
   replace(root, stateBox("loading", "Loading…"));
   try {
     const page = await load();
