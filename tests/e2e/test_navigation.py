@@ -25,8 +25,7 @@ def test_a_page_answered_after_its_route_was_left_draws_nothing(service: Service
     held: list = []
     page.route(f"**/api/runs/{late['id']}", lambda route: held.append(route))  # held back
     page.goto(f"{service.base}/#/run/{late['id']}")
-    page.wait_for_function(READY.replace("=== '1'", "!== '1'"))  # the app is up, waiting for the run
-    while not held:
+    while not held:  # the app is up and has asked for the late run
         page.wait_for_timeout(50)
     page.evaluate(f"location.hash = '#/run/{shown['id']}'")
     page.wait_for_function(READY)
